@@ -1,0 +1,114 @@
+/**
+ * Configuration from the environment and an optional JSON file (VIGIL_CONFIG), validated with zod.
+ * The file uses the same key names as the environment; the environment wins. A bad value stops
+ * start-up with a message naming the key and what was expected.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { configError } from './errors.ts';
+
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])]).transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const url = (protocols: string[]) =>
+  z.string().refine((s) => {
+    try {
+      return protocols.includes(new URL(s).protocol);
+    } catch {
+      return false;
+    }
+  }, `a URL starting with ${protocols.join(' or ')}`);
+
+/** One entry per key: schema, default, and what a user is told when the value is wrong. */
+export const CONFIG_KEYS = {
+  PORT: { schema: int(0, 65535), default: 8080, expected: 'a TCP port 0-65535', doc: 'API port' },
+  HOST: { schema: z.string().min(1), default: '127.0.0.1', expected: 'a host or address to listen on', doc: 'API listen address (0.0.0.0 in containers)' },
+  VIGIL_DATA_DIR: { schema: z.string().min(1), default: './data', expected: 'a directory path', doc: 'Where the embedded ClickHouse keeps its data' },
+  CLICKHOUSE_URL: { schema: url(['http:', 'https:']).optional(), default: undefined, expected: 'an http(s) URL of a ClickHouse server', doc: 'Use a ClickHouse server instead of the embedded engine' },
+  CLICKHOUSE_USER: { schema: z.string(), default: 'default', expected: 'a user name', doc: 'ClickHouse server user' },
+  CLICKHOUSE_PASSWORD: { schema: z.string(), default: '', expected: 'a string', doc: 'ClickHouse server password' },
+  CLICKHOUSE_DATABASE: { schema: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), default: 'vigil', expected: 'a database name of letters, digits and _', doc: 'Database holding Vigil tables' },
+  VIGIL_FEEDS: {
+    schema: z.string().regex(/^\s*[a-z0-9_-]+:[A-Za-z0-9,/_-]+(\s*;\s*[a-z0-9_-]+:[A-Za-z0-9,/_-]+)*\s*$/).optional(),
+    default: undefined,
+    expected: 'venue:sym1,sym2[;venue:...], e.g. binance:btcusdt,ethusdt',
+    doc: 'Live feeds to connect; none means the demo replay runs',
+  },
+  VIGIL_DEMO: { schema: bool, default: true, expected: 'true or false', doc: 'With no live feed, replay the bundled sample in a loop' },
+  VIGIL_DEMO_FILE: { schema: z.string().min(1), default: 'replays/demo-binance-btcusdt.jsonl.gz', expected: 'a replay file path', doc: 'The sample the demo replays' },
+  VIGIL_LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', expected: 'one of fatal, error, warn, info, debug, trace, silent', doc: 'Log level' },
+  VIGIL_PARTITIONS: { schema: int(1, 256), default: 4, expected: 'an integer 1-256', doc: 'Partitions per topic (in-process transport)' },
+  VIGIL_QUEUE_CAPACITY: { schema: int(16, 10_000_000), default: 8192, expected: 'an integer 16-10000000', doc: 'Messages a partition queue holds before senders wait' },
+  VIGIL_FLUSH_ROWS: { schema: int(1, 1_000_000), default: 1000, expected: 'an integer 1-1000000', doc: 'Findings per ClickHouse insert batch' },
+  VIGIL_FLUSH_MS: { schema: int(1, 600_000), default: 250, expected: 'milliseconds 1-600000', doc: 'Longest a finding waits before its batch is written' },
+  VIGIL_BINANCE_WS_URL: { schema: url(['ws:', 'wss:']).optional(), default: undefined, expected: 'a ws(s) URL', doc: 'Binance stream endpoint (tests point it at a local server)' },
+  VIGIL_BINANCE_REST_URL: { schema: url(['http:', 'https:']).optional(), default: undefined, expected: 'an http(s) URL', doc: 'Binance REST endpoint for depth snapshots' },
+} as const;
+
+export type ConfigKey = keyof typeof CONFIG_KEYS;
+type Out<K extends ConfigKey> = z.output<(typeof CONFIG_KEYS)[K]['schema']>;
+
+export interface FeedSpec {
+  venue: string;
+  symbols: string[];
+}
+
+export type Config = { [K in ConfigKey]: Out<K> } & {
+  feeds: FeedSpec[];
+  /** Detector parameters by detector name, from the file's `detectors` object. */
+  detectors: Record<string, Record<string, unknown>>;
+  configFile?: string;
+};
+
+function parseFeeds(spec: string | undefined): FeedSpec[] {
+  if (!spec) return [];
+  return spec
+    .split(';')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const [venue, list] = s.split(':') as [string, string];
+      return { venue, symbols: list.split(',').map((x) => x.trim()).filter(Boolean) };
+    });
+}
+
+/** Reads the configuration; throws a VIGIL_ERR_CONFIG error naming the first bad key. */
+export function loadConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<Record<ConfigKey, unknown>> = {}): Config {
+  let file: Record<string, unknown> = {};
+  const configFile = env.VIGIL_CONFIG;
+  if (configFile) {
+    let text: string;
+    try {
+      text = readFileSync(configFile, 'utf8');
+    } catch (e) {
+      throw configError('VIGIL_CONFIG', 'a readable JSON file', `${configFile}: ${(e as Error).message}`);
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+      file = parsed as Record<string, unknown>;
+    } catch (e) {
+      throw configError('VIGIL_CONFIG', 'a JSON object', `${configFile}: ${(e as Error).message}`);
+    }
+    for (const k of Object.keys(file)) {
+      if (k !== 'detectors' && !(k in CONFIG_KEYS)) throw configError(k, `a known key (${Object.keys(CONFIG_KEYS).join(', ')}, detectors)`, `unknown key in ${configFile}`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(CONFIG_KEYS) as [ConfigKey, (typeof CONFIG_KEYS)[ConfigKey]][]) {
+    const raw = overrides[key] ?? emptyToUndefined(env[key]) ?? file[key];
+    if (raw === undefined) {
+      out[key] = def.default;
+      continue;
+    }
+    const r = (def.schema as z.ZodType).safeParse(raw);
+    if (!r.success) throw configError(key, def.expected, raw);
+    out[key] = r.data;
+  }
+  const detectors = file.detectors ?? {};
+  if (typeof detectors !== 'object' || detectors === null || Array.isArray(detectors)) throw configError('detectors', 'an object of detector name → parameters', detectors);
+  return { ...(out as { [K in ConfigKey]: Out<K> }), feeds: parseFeeds(out.VIGIL_FEEDS as string | undefined), detectors: detectors as Config['detectors'], configFile };
+}
+
+function emptyToUndefined(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v;
+}

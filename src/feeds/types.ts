@@ -1,0 +1,55 @@
+/**
+ * Feeds turn raw frames into canonical events. Transport (a WebSocket, a replay file) and
+ * normalization are separate: a normalizer sees only RawFrames, so live and replayed frames go through
+ * the very same code.
+ */
+import type { CanonicalEvent } from '../core/events.ts';
+
+export interface RawFrame {
+  /** When Vigil (or the recording collector) received the frame, epoch ms (fractional allowed). */
+  recvTs: number;
+  /** The adapter that must normalize it, e.g. `binance` (spot). */
+  source: string;
+  /** The frame exactly as received (text). */
+  data: string;
+  /** Optional channel hint: e.g. `rest:depth:BTCUSDT` for a REST snapshot fetched for one symbol. */
+  channel?: string;
+  /** Where it came from, for error reports: file:line or connection id. */
+  origin?: string;
+}
+
+/** Thrown for a frame that cannot be understood; the frame goes to the dead-letter store with the reason. */
+export class MalformedFrameError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'MalformedFrameError';
+  }
+}
+
+export interface Normalizer {
+  readonly venue: string;
+  /**
+   * Appends the frame's canonical events to `out`. Returns undefined when the frame was turned into
+   * events (possibly none, e.g. a buffered depth diff), or a short label for a frame that is
+   * deliberately not an event (`subscription-ack`, `kline`, `heartbeat`…), counted as ignored.
+   * Throws MalformedFrameError when the frame is broken.
+   */
+  normalize(frame: RawFrame, out: CanonicalEvent[]): string | undefined;
+}
+
+export interface LiveFeedOptions {
+  symbols: string[];
+  /** Override the venue's endpoints (tests point these at local servers). */
+  wsUrl?: string;
+  restUrl?: string;
+  signal?: AbortSignal;
+  log?: (msg: string, extra?: Record<string, unknown>) => void;
+}
+
+export interface VenueAdapter {
+  /** Registry name, also RawFrame.source, e.g. `binance`. */
+  readonly name: string;
+  createNormalizer(): Normalizer;
+  /** Live frames (including REST snapshots, with their channel) as an async iterator. */
+  connect?(options: LiveFeedOptions): AsyncIterable<RawFrame>;
+}

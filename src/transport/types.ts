@@ -1,0 +1,77 @@
+/**
+ * The bus between feeds, detectors, the findings writer and the API. Shaped like Kafka (topics, keyed
+ * partitions, consumer groups, batches) so the in-process implementation and the Kafka one are
+ * interchangeable: callers never see which one runs.
+ */
+
+export interface OutgoingMessage<T = unknown> {
+  /** Partition key: messages with one key are delivered in the order they were sent. */
+  key: string;
+  value: T;
+}
+
+export interface DeliveredMessage<T = unknown> extends OutgoingMessage<T> {
+  /** Position in the partition; increases by one per message. */
+  offset: number;
+}
+
+export interface Batch<T = unknown> {
+  topic: string;
+  partition: number;
+  messages: DeliveredMessage<T>[];
+}
+
+export interface SubscribeOptions<T = unknown> {
+  /** Every group receives every message; within a group each partition has one consumer. */
+  group: string;
+  topics: readonly string[];
+  /** Handles one batch of one partition. The next batch of that partition waits until it resolves. */
+  eachBatch(batch: Batch<T>): Promise<void> | void;
+  /** Upper bound on messages per batch. */
+  maxBatch?: number;
+}
+
+export interface Subscription {
+  readonly group: string;
+  stop(): Promise<void>;
+}
+
+export interface TransportStats {
+  sent: number;
+  delivered: number;
+  /** Messages sent to a topic nobody subscribes to (the in-process transport keeps no log). */
+  unrouted: number;
+  /** Times a sender had to wait for consumers (backpressure). */
+  waits: number;
+  /** Messages waiting in queues now. */
+  queued: number;
+}
+
+export interface Transport {
+  readonly kind: 'memory' | 'kafka';
+  /**
+   * Sends messages; resolves once the transport has accepted them. Under backpressure (consumers
+   * behind) it waits, which slows a max-speed replay down to the consumers' pace instead of growing
+   * memory.
+   */
+  send<T>(topic: string, messages: readonly OutgoingMessage<T>[]): Promise<void>;
+  subscribe<T>(options: SubscribeOptions<T>): Promise<Subscription>;
+  /** Resolves when everything sent so far has been handled by every subscription; rejects on a handler error. */
+  drain(): Promise<void>;
+  stats(): TransportStats;
+  close(): Promise<void>;
+}
+
+/** Topic per event kind, as on Kafka. */
+export const TOPICS = {
+  trade: 'vigil.md.trades',
+  quote: 'vigil.md.quotes',
+  book: 'vigil.md.book',
+  order: 'vigil.orders',
+  transaction: 'vigil.tx',
+  metric: 'vigil.metrics',
+  findings: 'vigil.findings',
+  dlq: 'vigil.dlq',
+} as const;
+
+export const EVENT_TOPICS = [TOPICS.trade, TOPICS.quote, TOPICS.book, TOPICS.order, TOPICS.transaction, TOPICS.metric] as const;
