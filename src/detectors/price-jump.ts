@@ -1,0 +1,329 @@
+/**
+ * `price_jump`: a price move far outside the instrument's usual short-horizon moves.
+ *
+ * Per venue:symbol, trades are bucketed into event-time intervals (intervalMs). When a trade opens a later
+ * interval, the previous interval closes and its log return against the interval before it (the previous
+ * interval that had trades) enters the baseline: the returns of the last windowMs of event time (at most
+ * maxSamples), kept in a SortedWindow so median and MAD are O(1)/O(log n) and cached between closes.
+ *
+ * Every trade is checked live: r = ln(price / previous interval's close),
+ * z = (r − median) / max(1.4826·MAD, minScaleBps/1e4). A finding fires when |z| ≥ zThreshold, |r| ≥
+ * minMoveBps/1e4, r and z point the same way, and no finding of that direction fired for the key within
+ * cooldownMs. Work per trade: O(1), plus O(log n + maxSamples memmove) once per interval close.
+ */
+import { z } from 'zod';
+import { eventRef, type CanonicalEvent, type Severity, type Trade } from '../core/events.ts';
+import { SortedWindow } from '../stats/sorted-window.ts';
+import { TimeWindow } from '../stats/event-window.ts';
+import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
+
+/** Scales MAD to a standard deviation for normally distributed data. */
+export const MAD_TO_SIGMA = 1.4826;
+
+export const priceJumpParams = z
+  .strictObject({
+    /** Returns are sampled between consecutive event-time intervals of this length that had trades. */
+    intervalMs: z.number().int().positive().default(1000),
+    /** Baseline window of past interval returns, event time. */
+    windowMs: z.number().int().positive().default(300_000),
+    /** Bound on baseline samples (memory per key). */
+    maxSamples: z.number().int().min(2).max(1_000_000).default(600),
+    /** No evaluation before the baseline holds this many returns. */
+    minSamples: z.number().int().min(1).default(20),
+    /** Robust z-score that fires. */
+    zThreshold: z.number().finite().positive().default(6),
+    /** The move must also be at least this large (basis points of log return). */
+    minMoveBps: z.number().finite().nonnegative().default(5),
+    /** Floor under the robust scale 1.4826·MAD, in bps (MAD is 0 when most intervals don't move). */
+    minScaleBps: z.number().finite().positive().default(0.5),
+    /** At most one finding per key and direction within this time. */
+    cooldownMs: z.number().int().nonnegative().default(10_000),
+  })
+  .superRefine((p, ctx) => {
+    if (p.minSamples > p.maxSamples) {
+      ctx.addIssue({ code: 'custom', path: ['minSamples'], message: `must be <= maxSamples (${p.maxSamples})` });
+    }
+    if (p.windowMs < p.intervalMs) {
+      ctx.addIssue({ code: 'custom', path: ['windowMs'], message: `must be >= intervalMs (${p.intervalMs})` });
+    }
+  });
+export type PriceJumpParams = z.infer<typeof priceJumpParams>;
+
+export interface PriceJumpState {
+  key: string;
+  /** Index (floor(ts / intervalMs)) of the open interval; null before the first trade. */
+  curIdx: number | null;
+  /** Last price of the open interval, and its trade's time. */
+  curClose: number;
+  curCloseTs: number;
+  /** Close of the previous interval that had trades (the live check's reference), and its trade's time. */
+  prevClose: number | null;
+  prevCloseTs: number | null;
+  /** Baseline returns by interval start time; `sorted` holds the same values, ordered. */
+  returns: TimeWindow<number>;
+  sorted: SortedWindow;
+  /** Cached baseline median and MAD (change only when an interval closes). */
+  median: number;
+  mad: number;
+  /** Last finding time per direction (cooldown). */
+  lastUpTs: number | null;
+  lastDownTs: number | null;
+  /** Trades used, and trades ignored because they fell before the open interval. */
+  trades: number;
+  late: number;
+}
+
+interface PriceJumpJSON {
+  v: 1;
+  key: string;
+  curIdx: number | null;
+  curClose: number;
+  curCloseTs: number;
+  prevClose: number | null;
+  prevCloseTs: number | null;
+  horizon: number | null;
+  sampleTs: number[];
+  sampleR: number[];
+  lastUpTs: number | null;
+  lastDownTs: number | null;
+  trades: number;
+  late: number;
+}
+
+function severityFor(absZ: number, threshold: number): Severity {
+  if (absZ >= 4 * threshold) return 'critical';
+  if (absZ >= 2 * threshold) return 'high';
+  return 'medium';
+}
+
+function round(x: number, decimals: number): number {
+  const f = 10 ** decimals;
+  const r = Math.round(x * f) / f;
+  return r === 0 ? 0 : r; // no -0 in JSON-facing output
+}
+
+/** Fixed-point with `,` thousands separators; no locale involved. */
+export function formatFixed(x: number, decimals: number): string {
+  const s = Math.abs(x).toFixed(decimals);
+  const dot = s.indexOf('.');
+  const int = dot < 0 ? s : s.slice(0, dot);
+  const frac = dot < 0 ? '' : s.slice(dot);
+  const grouped = int.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  return (x < 0 && Number(s) !== 0 ? '-' : '') + grouped + frac;
+}
+
+/** Decimals (2…8) that show both prices exactly as they are, e.g. 2 for 61850.5 and 61796. */
+function priceDecimals(a: number, b: number): number {
+  for (let d = 2; d <= 8; d++) {
+    if (Number(a.toFixed(d)) === a && Number(b.toFixed(d)) === b) return d;
+  }
+  return 8;
+}
+
+function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+  if (ms < 60_000) return `${formatFixed(ms / 1000, ms % 1000 === 0 ? 0 : 1)} s`;
+  return `${formatFixed(ms / 60_000, ms % 60_000 === 0 ? 0 : 1)} min`;
+}
+
+/** "1-second", "5-minute", "250-ms". */
+function formatIntervalAdjective(ms: number): string {
+  if (ms % 60_000 === 0) return `${ms / 60_000}-minute`;
+  if (ms % 1000 === 0) return `${ms / 1000}-second`;
+  return `${ms}-ms`;
+}
+
+function refreshBaseline(s: PriceJumpState): void {
+  s.median = s.sorted.median();
+  s.mad = s.sorted.mad();
+}
+
+function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance<PriceJumpState> {
+  const { intervalMs, windowMs, maxSamples, minSamples, zThreshold, minMoveBps, minScaleBps, cooldownMs } = params;
+  const minMove = minMoveBps / 1e4;
+  const minScale = minScaleBps / 1e4;
+
+  const newState = (key: string): PriceJumpState => ({
+    key,
+    curIdx: null,
+    curClose: 0,
+    curCloseTs: 0,
+    prevClose: null,
+    prevCloseTs: null,
+    returns: new TimeWindow<number>(windowMs, maxSamples),
+    sorted: new SortedWindow(maxSamples),
+    median: Number.NaN,
+    mad: Number.NaN,
+    lastUpTs: null,
+    lastDownTs: null,
+    trades: 0,
+    late: 0,
+  });
+
+  /** Adds a closed interval's return to the baseline and expires what the new interval start pushes out. */
+  const addSample = (s: PriceJumpState, sampleTs: number, r: number | null, now: number): void => {
+    const evict = (v: number): void => {
+      s.sorted.remove(v);
+    };
+    // The TimeWindow evicts (by time and count) before the value goes into the equally bounded SortedWindow.
+    if (r !== null) {
+      s.returns.push(sampleTs, r, evict);
+      s.sorted.insert(r);
+    }
+    s.returns.expire(now, evict);
+    refreshBaseline(s);
+  };
+
+  const onTrade = (s: PriceJumpState, t: Trade, out: FindingDraft[]): void => {
+    const ts = t.ts;
+    const price = t.price;
+    if (!(price > 0) || !Number.isFinite(price) || !Number.isFinite(ts)) return;
+    const idx = Math.floor(ts / intervalMs);
+    if (s.curIdx === null) {
+      s.trades += 1;
+      s.curIdx = idx;
+      s.curClose = price;
+      s.curCloseTs = ts;
+      return; // nothing to compare with yet
+    }
+    if (idx < s.curIdx) {
+      s.late += 1;
+      return;
+    }
+    s.trades += 1;
+    if (idx > s.curIdx) {
+      // Close the open interval: its return against the previous trading interval joins the baseline.
+      const r = s.prevClose === null ? null : Math.log(s.curClose / s.prevClose);
+      addSample(s, s.curIdx * intervalMs, r, idx * intervalMs);
+      s.prevClose = s.curClose;
+      s.prevCloseTs = s.curCloseTs;
+      s.curIdx = idx;
+    }
+    s.curClose = price;
+    s.curCloseTs = ts;
+
+    // Live check against the cached baseline.
+    if (s.prevClose === null || s.sorted.size < minSamples) return;
+    const r = Math.log(price / s.prevClose);
+    if (!(Math.abs(r) >= minMove)) return;
+    const scale = Math.max(MAD_TO_SIGMA * s.mad, minScale);
+    const zScore = (r - s.median) / scale;
+    const absZ = Math.abs(zScore);
+    if (!(absZ >= zThreshold)) return;
+    if (Math.sign(zScore) !== Math.sign(r)) return; // a "fall" with a positive z is not a jump
+    const up = r > 0;
+    const last = up ? s.lastUpTs : s.lastDownTs;
+    if (last !== null && ts - last < cooldownMs) return;
+    if (up) s.lastUpTs = ts;
+    else s.lastDownTs = ts;
+
+    const refPrice = s.prevClose;
+    const moveBps = r * 1e4;
+    const decimals = priceDecimals(refPrice, price);
+    const elapsedMs = ts - (s.prevCloseTs ?? ts);
+    const summary =
+      `${t.symbol} on ${t.venue} ${up ? 'rose' : 'fell'} ${formatFixed(Math.abs(moveBps), 1)} bps within ${formatDuration(elapsedMs)} ` +
+      `(${formatFixed(refPrice, decimals)} → ${formatFixed(price, decimals)}), ` +
+      `${formatFixed(absZ, 1)}× its usual ${formatIntervalAdjective(intervalMs)} move`;
+    const trigger = eventRef(t);
+    out.push({
+      severity: severityFor(absZ, zThreshold),
+      score: round(absZ, 4),
+      venue: t.venue,
+      symbol: t.symbol,
+      key: `${t.venue}:${t.symbol}`,
+      ts,
+      windowStart: Math.min(s.returns.oldestTs ?? s.curIdx * intervalMs, ts),
+      windowEnd: ts,
+      summary,
+      trigger,
+      evidence: {
+        observed: {
+          logReturn: r,
+          moveBps: round(moveBps, 4),
+          z: round(zScore, 4),
+          price,
+          refPrice,
+          direction: up ? 'up' : 'down',
+          elapsedMs,
+        },
+        baseline: {
+          median: s.median,
+          mad: s.mad,
+          scale,
+          scaleFloored: scale === minScale,
+          samples: s.sorted.size,
+        },
+        threshold: { z: zThreshold, minMoveBps },
+        triggers: [trigger],
+      },
+    });
+  };
+
+  return {
+    name: 'price_jump',
+    ruleId,
+    kinds: ['trade'],
+    newState,
+    onEvent(state: PriceJumpState, ev: CanonicalEvent, out: FindingDraft[]): void {
+      if (ev.kind === 'trade') onTrade(state, ev, out);
+    },
+    toJSON(s: PriceJumpState): PriceJumpJSON {
+      const w = s.returns.toJSON();
+      return {
+        v: 1,
+        key: s.key,
+        curIdx: s.curIdx,
+        curClose: s.curClose,
+        curCloseTs: s.curCloseTs,
+        prevClose: s.prevClose,
+        prevCloseTs: s.prevCloseTs,
+        horizon: w.horizon,
+        sampleTs: w.ts,
+        sampleR: w.values,
+        lastUpTs: s.lastUpTs,
+        lastDownTs: s.lastDownTs,
+        trades: s.trades,
+        late: s.late,
+      };
+    },
+    fromJSON(json: unknown): PriceJumpState {
+      const j = json as Partial<PriceJumpJSON> | null;
+      if (!j || j.v !== 1 || typeof j.key !== 'string' || !Array.isArray(j.sampleTs) || !Array.isArray(j.sampleR) || j.sampleTs.length !== j.sampleR.length) {
+        throw new TypeError('price_jump: state JSON is not a v1 price_jump state');
+      }
+      const s = newState(j.key);
+      s.curIdx = j.curIdx ?? null;
+      s.curClose = j.curClose ?? 0;
+      s.curCloseTs = j.curCloseTs ?? 0;
+      s.prevClose = j.prevClose ?? null;
+      s.prevCloseTs = j.prevCloseTs ?? null;
+      s.lastUpTs = j.lastUpTs ?? null;
+      s.lastDownTs = j.lastDownTs ?? null;
+      s.trades = j.trades ?? 0;
+      s.late = j.late ?? 0;
+      // Rebuild the baseline with the current parameters (identical to the saved one when they are unchanged).
+      const evict = (v: number): void => {
+        s.sorted.remove(v);
+      };
+      for (let i = 0; i < j.sampleTs.length; i++) {
+        const r = j.sampleR[i] as number;
+        s.returns.push(j.sampleTs[i] as number, r, evict);
+        s.sorted.insert(r);
+      }
+      if (typeof j.horizon === 'number') s.returns.expire(j.horizon, evict);
+      refreshBaseline(s);
+      return s;
+    },
+  };
+}
+
+export const priceJumpSpec: DetectorSpec<PriceJumpParams, PriceJumpState> = {
+  name: 'price_jump',
+  description:
+    'Robust z-score of short-interval log returns per venue:symbol against the median/MAD of the recent past; ' +
+    'fires on a move that is both statistically extreme and at least minMoveBps.',
+  kinds: ['trade'],
+  params: priceJumpParams,
+  create: (params, ruleId) => makeInstance(params, ruleId),
+};

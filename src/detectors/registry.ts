@@ -1,0 +1,44 @@
+/** The one table of detectors, and construction with validated parameters. */
+import { ERR, VigilError } from '../core/errors.ts';
+import { priceJumpSpec } from './price-jump.ts';
+import type { DetectorInstance, DetectorSpec } from './types.ts';
+
+export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
+  price_jump: priceJumpSpec,
+};
+
+export function detectorNames(): string[] {
+  return Object.keys(detectorSpecs).sort();
+}
+
+export function getDetectorSpec(name: string): DetectorSpec<any, any> {
+  const spec = Object.hasOwn(detectorSpecs, name) ? detectorSpecs[name] : undefined;
+  if (!spec) {
+    throw new VigilError(ERR.CONFIG, `unknown detector "${name}" (known: ${detectorNames().join(', ')})`, 400, { detector: name });
+  }
+  return spec;
+}
+
+/**
+ * Creates a detector instance with its parameters validated (and defaulted) by the spec's zod schema.
+ * Throws VigilError(ERR.CONFIG) naming the detector, the rule and each offending parameter.
+ */
+export function createDetector(name: string, params: unknown = {}, ruleId: string = `${name}.default`): DetectorInstance<any> {
+  const spec = getDetectorSpec(name);
+  const parsed = spec.params.safeParse(params ?? {});
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const keys = i.code === 'unrecognized_keys' ? i.keys : [];
+      const path = i.path.length > 0 ? i.path.join('.') : keys.length > 0 ? keys.join(', ') : '(params)';
+      return { param: path, message: i.message };
+    });
+    const text = problems.map((p) => `${p.param}: ${p.message}`).join('; ');
+    throw new VigilError(ERR.CONFIG, `invalid parameters for detector ${name} (rule ${ruleId}): ${text}`, 400, {
+      detector: name,
+      ruleId,
+      params: problems.map((p) => p.param),
+      issues: problems,
+    });
+  }
+  return spec.create(parsed.data, ruleId);
+}

@@ -1,0 +1,11 @@
+export { RollingMoments, type RollingMomentsJSON } from './welford.ts';
+export { SortedWindow, type SortedWindowJSON } from './sorted-window.ts';
+export { TimeWindow, type TimeWindowJSON, type EvictFn } from './event-window.ts';
+export { Ewma, type EwmaOptions, type EwmaJSON } from './ewma.ts';
+export {
+  SlidingExtremum,
+  SlidingMinMax,
+  type ExtremumMode,
+  type SlidingExtremumJSON,
+  type SlidingMinMaxJSON,
+} from './monotonic-deque.ts';
