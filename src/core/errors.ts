@@ -23,6 +23,9 @@ export const ERR = {
   INPUT_FORMAT: 'VIGIL_ERR_INPUT_FORMAT',
   FEED: 'VIGIL_ERR_FEED',
   TRANSPORT_CLOSED: 'VIGIL_ERR_TRANSPORT_CLOSED',
+  FORBIDDEN: 'VIGIL_ERR_FORBIDDEN',
+  PAYLOAD_TOO_LARGE: 'VIGIL_ERR_PAYLOAD_TOO_LARGE',
+  INTERNAL: 'VIGIL_ERR_INTERNAL',
 } as const;
 
 export function configError(key: string, expected: string, got?: unknown): VigilError {

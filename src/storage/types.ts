@@ -41,6 +41,7 @@ export interface DeadLetter {
 }
 
 export type SqlFormat = 'JSONEachRow' | 'TabSeparatedWithNames' | 'CSVWithNames' | 'PrettyCompact' | 'JSON';
+export const SQL_FORMATS: readonly SqlFormat[] = ['JSONEachRow', 'TabSeparatedWithNames', 'CSVWithNames', 'PrettyCompact', 'JSON'];
 
 export interface Store {
   readonly kind: 'embedded' | 'server';
@@ -51,6 +52,34 @@ export interface Store {
   getFinding(id: string, runId?: string): Promise<Finding | undefined>;
   /** Analyst SQL, read-only, with row and time limits; returns the text in the requested format. */
   sql(query: string, format: SqlFormat, limits?: { maxRows?: number; maxSeconds?: number }): Promise<string>;
+  /** Inserts or replaces a run by run id (the latest write wins). */
+  upsertRun(run: RunRecord): Promise<void>;
+  /** Newest first (by start time); limit 1..10000, default 100. */
+  listRuns(opts?: { limit?: number }): Promise<RunRecord[]>;
+  /** Dead letters oldest first, raw bytes exactly as inserted. */
+  listDeadLetters(query?: DeadLetterQuery): Promise<DeadLetter[]>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+export type RunStatus = 'running' | 'completed' | 'failed' | 'cancelled';
+
+/** One pipeline run (`live` or a replay). Upserted by run id: the latest write wins. */
+export interface RunRecord {
+  runId: string;
+  startedAt: number;
+  /** Absent while the run is going. */
+  finishedAt?: number;
+  status: RunStatus;
+  /** What the run read: feed names, replay files… */
+  inputs: string[];
+  /** Free-form counters and notes (stored as JSON). */
+  summary: Record<string, unknown>;
+}
+
+export interface DeadLetterQuery {
+  runId?: string;
+  source?: string;
+  /** 1..10000, default 1000. Oldest first. */
+  limit?: number;
 }

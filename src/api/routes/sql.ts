@@ -1,0 +1,54 @@
+/**
+ * POST /api/sql: analyst SQL against the store (read-only, row and time limits enforced by the
+ * store). Guarded by a shared token in `x-vigil-sql-token`; without a configured token the route does
+ * not exist (404). This is how `vigil sql` reaches a running `vigil run` that holds the embedded store.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { ERR, VigilError } from '../../core/errors.ts';
+import { SQL_FORMATS, type SqlFormat, type Store } from '../../storage/types.ts';
+
+export const SQL_TOKEN_HEADER = 'x-vigil-sql-token';
+
+const bodySchema = z
+  .object({
+    query: z.string().min(1).max(100_000),
+    format: z.enum(SQL_FORMATS as [SqlFormat, ...SqlFormat[]]).default('TabSeparatedWithNames'),
+  })
+  .strict();
+
+const EXPECTED: Record<string, string> = {
+  query: 'a SQL string of 1-100000 characters',
+  format: `one of ${SQL_FORMATS.join(', ')}`,
+  body: 'a JSON object {query, format?}',
+};
+
+const CONTENT_TYPES: Record<SqlFormat, string> = {
+  JSON: 'application/json; charset=utf-8',
+  JSONEachRow: 'application/x-ndjson; charset=utf-8',
+  CSVWithNames: 'text/csv; charset=utf-8',
+  TabSeparatedWithNames: 'text/tab-separated-values; charset=utf-8',
+  PrettyCompact: 'text/plain; charset=utf-8',
+};
+
+export function sqlRoutes(app: FastifyInstance, store: Store, token: string | undefined): void {
+  app.post('/api/sql', async (req, reply) => {
+    if (!token) throw new VigilError(ERR.NOT_FOUND, 'the SQL endpoint is disabled (no SQL token configured)', 404);
+    checkToken(req, token);
+    const parsed = bodySchema.safeParse(req.body);
+    if (!parsed.success) {
+      const field = String(parsed.error.issues[0]?.path[0] ?? 'body');
+      throw new VigilError(ERR.BAD_REQUEST, `invalid body field '${field}': expected ${EXPECTED[field] ?? EXPECTED.body}`, 400, { parameter: field });
+    }
+    const text = await store.sql(parsed.data.query, parsed.data.format);
+    return reply.type(CONTENT_TYPES[parsed.data.format]).send(text);
+  });
+}
+
+function checkToken(req: FastifyRequest, token: string): void {
+  const given = req.headers[SQL_TOKEN_HEADER];
+  if (typeof given !== 'string' || given === '') throw new VigilError(ERR.UNAUTHORIZED, `missing ${SQL_TOKEN_HEADER} header`, 401);
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  if (!timingSafeEqual(digest(given), digest(token))) throw new VigilError(ERR.FORBIDDEN, `wrong ${SQL_TOKEN_HEADER}`, 403);
+}

@@ -1,0 +1,193 @@
+/**
+ * The Store over ClickHouse (embedded chdb or a server). Opening runs the migrations. Callers only
+ * see the Store interface.
+ *
+ * Analyst SQL (`sql`): one read statement (see sql-guard.ts), run with readonly=1 (no writes, no
+ * settings changes — so the limits below cannot be lifted from inside the query), max_execution_time
+ * (default 30 s), max_result_rows (default 10 000) with result_overflow_mode='throw': 'break' stops
+ * only at block boundaries (measured: a 5-row limit returned 65 410 rows), so it does not bound
+ * anything; 'throw' answers an error the analyst can act on (add a LIMIT).
+ */
+import type { ClickHouseSettings } from '@clickhouse/client';
+import type { Finding } from '../core/events.ts';
+import { ERR, VigilError } from '../core/errors.ts';
+import { Db, quoteIdentifier } from './db.ts';
+import { openEngine, type Engine } from './engine.ts';
+import { buildSearch, encodeCursor } from './finding-query.ts';
+import { migrate } from './migrations.ts';
+import {
+  DEAD_LETTER_COLUMNS,
+  FINDING_COLUMNS,
+  RUN_COLUMNS,
+  deadLetterToRow,
+  findingToRow,
+  rowToDeadLetter,
+  rowToFinding,
+  rowToRun,
+  runToRow,
+  type FindingReadRow,
+} from './rows.ts';
+import { singleReadStatement } from './sql-guard.ts';
+import { SQL_FORMATS, type DeadLetter, type DeadLetterQuery, type FindingPage, type FindingQuery, type RunRecord, type SqlFormat, type Store } from './types.ts';
+
+export interface OpenStoreOptions {
+  dataDir: string;
+  url?: string;
+  username?: string;
+  password?: string;
+  /** Default 'vigil'. */
+  database?: string;
+  log?: (msg: string) => void;
+}
+
+export const SQL_DEFAULTS = { maxRows: 10_000, maxSeconds: 30, maxBytes: 64 * 1024 * 1024 } as const;
+
+export async function openStore(opts: OpenStoreOptions): Promise<Store> {
+  const database = opts.database ?? 'vigil';
+  const databaseIdent = quoteIdentifier(database);
+  const engine = await openEngine({ ...opts, database, databaseIdent });
+  try {
+    const db = new Db(engine.client, databaseIdent);
+    const result = await migrate(db, undefined, opts.log);
+    opts.log?.(`storage: ${engine.kind} ClickHouse ready, schema version ${result.version}`);
+    return new ClickHouseStore(engine, db);
+  } catch (e) {
+    await engine.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+class ClickHouseStore implements Store {
+  readonly kind: 'embedded' | 'server';
+  private closed = false;
+  private lastRunUpdate = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly db: Db,
+  ) {
+    this.kind = engine.kind;
+  }
+
+  async insertFindings(findings: readonly Finding[]): Promise<void> {
+    this.assertOpen();
+    await this.db.insert('findings', findings.map(findingToRow));
+  }
+
+  async insertDeadLetters(letters: readonly DeadLetter[]): Promise<void> {
+    this.assertOpen();
+    await this.db.insert('dead_letters', letters.map(deadLetterToRow));
+  }
+
+  async searchFindings(query: FindingQuery): Promise<FindingPage> {
+    this.assertOpen();
+    const s = buildSearch(query);
+    const [rows, count] = await Promise.all([
+      this.db.rows<FindingReadRow>(
+        `SELECT ${FINDING_COLUMNS} FROM {db}.findings FINAL ${s.pageWhere} ${s.orderBy} LIMIT {pageSize:UInt32}`,
+        { ...s.params, pageSize: s.limit + 1 },
+      ),
+      this.db.rows<{ n: number | string }>(`SELECT count() AS n FROM {db}.findings FINAL ${s.where}`, s.params),
+    ]);
+    const items = rows.slice(0, s.limit).map(rowToFinding);
+    const last = items[items.length - 1];
+    const page: FindingPage = { items, total: Number(count[0]?.n ?? 0) };
+    if (rows.length > s.limit && last) page.nextCursor = encodeCursor({ t: last.ts, i: last.id, r: last.runId, o: s.order });
+    return page;
+  }
+
+  async getFinding(id: string, runId?: string): Promise<Finding | undefined> {
+    this.assertOpen();
+    const rows = await this.db.rows<FindingReadRow>(
+      `SELECT ${FINDING_COLUMNS} FROM {db}.findings FINAL WHERE id = {id:String}${runId === undefined ? '' : ' AND run_id = {runId:String}'}
+       ORDER BY inserted_at DESC LIMIT 1`,
+      runId === undefined ? { id } : { id, runId },
+    );
+    return rows[0] && rowToFinding(rows[0]);
+  }
+
+  async sql(query: string, format: SqlFormat, limits: { maxRows?: number; maxSeconds?: number } = {}): Promise<string> {
+    this.assertOpen();
+    if (!SQL_FORMATS.includes(format)) throw new VigilError(ERR.SQL, `unsupported format ${JSON.stringify(format)}: expected one of ${SQL_FORMATS.join(', ')}`, 400);
+    const maxRows = positiveInt('maxRows', limits.maxRows ?? SQL_DEFAULTS.maxRows);
+    const maxSeconds = positiveInt('maxSeconds', limits.maxSeconds ?? SQL_DEFAULTS.maxSeconds);
+    const statement = singleReadStatement(query);
+    // Order matters on chdb (applied as successive SETs): limits first, readonly last.
+    const settings = {
+      max_result_rows: String(maxRows),
+      max_result_bytes: String(SQL_DEFAULTS.maxBytes),
+      result_overflow_mode: 'throw',
+      max_execution_time: maxSeconds,
+      readonly: '1',
+    } satisfies ClickHouseSettings;
+    try {
+      return await this.engine.withIsolatedClient(async (client) => {
+        const rs = await client.query({ query: statement, format: format as 'JSONEachRow', clickhouse_settings: settings });
+        return rs.text();
+      });
+    } catch (e) {
+      if (e instanceof VigilError) throw e;
+      throw new VigilError(ERR.SQL, (e as Error)?.message ?? String(e), 400);
+    }
+  }
+
+  async upsertRun(run: RunRecord): Promise<void> {
+    this.assertOpen();
+    // The version column must grow even for two upserts within one millisecond.
+    this.lastRunUpdate = Math.max(Date.now(), this.lastRunUpdate + 1);
+    await this.db.insert('runs', [runToRow(run, this.lastRunUpdate)]);
+  }
+
+  async listRuns(opts: { limit?: number } = {}): Promise<RunRecord[]> {
+    this.assertOpen();
+    const limit = boundedInt('limit', opts.limit ?? 100, 10_000);
+    const rows = await this.db.rows<Parameters<typeof rowToRun>[0]>(
+      `SELECT ${RUN_COLUMNS} FROM {db}.runs FINAL ORDER BY started_at DESC, run_id LIMIT {limit:UInt32}`,
+      { limit },
+    );
+    return rows.map(rowToRun);
+  }
+
+  async listDeadLetters(query: DeadLetterQuery = {}): Promise<DeadLetter[]> {
+    this.assertOpen();
+    const conds: string[] = [];
+    const params: Record<string, unknown> = { limit: boundedInt('limit', query.limit ?? 1000, 10_000) };
+    if (query.runId !== undefined) (conds.push('run_id = {runId:String}'), (params.runId = query.runId));
+    if (query.source !== undefined) (conds.push('source = {source:String}'), (params.source = query.source));
+    const rows = await this.db.rows<Parameters<typeof rowToDeadLetter>[0]>(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM {db}.dead_letters ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''}
+       ORDER BY ts, inserted_at LIMIT {limit:UInt32}`,
+      params,
+    );
+    return rows.map(rowToDeadLetter);
+  }
+
+  async ping(): Promise<boolean> {
+    if (this.closed) return false;
+    try {
+      return (await this.engine.client.ping()).success;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.engine.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new VigilError(ERR.STORE, 'store is closed', 503);
+  }
+}
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw new VigilError(ERR.SQL, `invalid ${name}: expected a positive integer (got ${v})`, 400);
+  return v;
+}
+
+function boundedInt(name: string, v: number, max: number): number {
+  if (!Number.isInteger(v) || v < 1 || v > max) throw new VigilError(ERR.BAD_REQUEST, `invalid ${name}: expected an integer 1-${max} (got ${v})`, 400);
+  return v;
+}

@@ -1,0 +1,128 @@
+/**
+ * Mapping between Vigil objects (camelCase, epoch ms) and table rows (snake_case). Times are written
+ * as epoch-ms numbers (DateTime64(3) parses them as milliseconds) and read back through
+ * toUnixTimestamp64Milli. Absent venue/symbol/account are stored as '' and read back as absent.
+ * Dead-letter bytes are stored base64-encoded: JSON input cannot carry arbitrary bytes losslessly.
+ */
+import { severityRank, type Evidence, type Finding, type Severity } from '../core/events.ts';
+import type { DeadLetter, RunRecord, RunStatus } from './types.ts';
+
+export interface FindingRow {
+  id: string;
+  run_id: string;
+  detector: string;
+  rule_id: string;
+  severity: string;
+  severity_rank: number;
+  score: number;
+  venue: string;
+  symbol: string;
+  account: string;
+  key: string;
+  ts: number;
+  window_start: number;
+  window_end: number;
+  summary: string;
+  evidence: string;
+}
+
+/** Column list for reads, with times as epoch ms (aliases differ from column names on purpose:
+ * ClickHouse resolves aliases in WHERE, and `ts` must keep meaning the column there). */
+export const FINDING_COLUMNS = `id, run_id, detector, rule_id, severity, score, venue, symbol, account, key,
+  toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(window_start) AS window_start_ms,
+  toUnixTimestamp64Milli(window_end) AS window_end_ms, summary, evidence`;
+
+export interface FindingReadRow {
+  id: string;
+  run_id: string;
+  detector: string;
+  rule_id: string;
+  severity: string;
+  score: number | string;
+  venue: string;
+  symbol: string;
+  account: string;
+  key: string;
+  ts_ms: number | string;
+  window_start_ms: number | string;
+  window_end_ms: number | string;
+  summary: string;
+  evidence: string;
+}
+
+export function findingToRow(f: Finding): FindingRow {
+  return {
+    id: f.id,
+    run_id: f.runId,
+    detector: f.detector,
+    rule_id: f.ruleId,
+    severity: f.severity,
+    severity_rank: severityRank(f.severity),
+    score: f.score,
+    venue: f.venue ?? '',
+    symbol: f.symbol ?? '',
+    account: f.account ?? '',
+    key: f.key,
+    ts: ms(f.ts),
+    window_start: ms(f.windowStart),
+    window_end: ms(f.windowEnd),
+    summary: f.summary,
+    evidence: JSON.stringify(f.evidence),
+  };
+}
+
+export function rowToFinding(r: FindingReadRow): Finding {
+  return {
+    id: r.id,
+    runId: r.run_id,
+    detector: r.detector,
+    ruleId: r.rule_id,
+    severity: r.severity as Severity,
+    score: Number(r.score),
+    ...(r.venue !== '' ? { venue: r.venue } : {}),
+    ...(r.symbol !== '' ? { symbol: r.symbol } : {}),
+    ...(r.account !== '' ? { account: r.account } : {}),
+    key: r.key,
+    ts: Number(r.ts_ms),
+    windowStart: Number(r.window_start_ms),
+    windowEnd: Number(r.window_end_ms),
+    summary: r.summary,
+    evidence: JSON.parse(r.evidence) as Evidence,
+  };
+}
+
+export function deadLetterToRow(d: DeadLetter): Record<string, unknown> {
+  return { ts: ms(d.ts), run_id: d.runId, source: d.source, origin: d.origin, reason: d.reason, raw: Buffer.from(d.raw).toString('base64') };
+}
+
+export const DEAD_LETTER_COLUMNS = 'toUnixTimestamp64Milli(ts) AS ts_ms, run_id, source, origin, reason, raw';
+
+export function rowToDeadLetter(r: { ts_ms: number | string; run_id: string; source: string; origin: string; reason: string; raw: string }): DeadLetter {
+  return { ts: Number(r.ts_ms), source: r.source, origin: r.origin, reason: r.reason, raw: Buffer.from(r.raw, 'base64'), runId: r.run_id };
+}
+
+export function runToRow(run: RunRecord, updatedAt: number): Record<string, unknown> {
+  return {
+    run_id: run.runId,
+    started_at: ms(run.startedAt),
+    finished_at: run.finishedAt === undefined ? null : ms(run.finishedAt),
+    status: run.status,
+    inputs: run.inputs,
+    summary: JSON.stringify(run.summary),
+    updated_at: updatedAt,
+  };
+}
+
+export const RUN_COLUMNS = `run_id, toUnixTimestamp64Milli(started_at) AS started_at_ms,
+  if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at))) AS finished_at_ms, status, inputs, summary`;
+
+export function rowToRun(r: { run_id: string; started_at_ms: number | string; finished_at_ms: number | string | null; status: string; inputs: string[]; summary: string }): RunRecord {
+  const run: RunRecord = { runId: r.run_id, startedAt: Number(r.started_at_ms), status: r.status as RunStatus, inputs: r.inputs, summary: JSON.parse(r.summary) as Record<string, unknown> };
+  if (r.finished_at_ms !== null) run.finishedAt = Number(r.finished_at_ms);
+  return run;
+}
+
+/** DateTime64(3) from JSON takes integer milliseconds only (a fraction fails the insert — measured). */
+function ms(t: number): number {
+  return Math.round(t);
+}
