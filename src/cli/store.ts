@@ -1,0 +1,30 @@
+import type { Config } from '../core/config.ts';
+import { ERR, VigilError } from '../core/errors.ts';
+import { openStore } from '../storage/clickhouse.ts';
+import type { Store } from '../storage/types.ts';
+import { readServiceNote } from './service-file.ts';
+
+/** Opens the configured store; when another process holds the embedded one, says which and what to do. */
+export async function openConfiguredStore(config: Config): Promise<Store> {
+  try {
+    return await openStore({
+      dataDir: config.VIGIL_DATA_DIR,
+      url: config.CLICKHOUSE_URL,
+      username: config.CLICKHOUSE_USER,
+      password: config.CLICKHOUSE_PASSWORD,
+      database: config.CLICKHOUSE_DATABASE,
+    });
+  } catch (e) {
+    if (e instanceof VigilError && e.code === ERR.STORE_LOCKED) {
+      const note = readServiceNote(config.VIGIL_DATA_DIR);
+      const who = note ? `vigil run (pid ${note.pid}, API ${note.url})` : 'another process';
+      throw new VigilError(
+        ERR.STORE_LOCKED,
+        `the embedded store in ${config.VIGIL_DATA_DIR} is held by ${who}; the embedded engine admits one process per data directory. ` +
+          `Stop it, or use another VIGIL_DATA_DIR, or set CLICKHOUSE_URL to share a ClickHouse server.`,
+        503,
+      );
+    }
+    throw e;
+  }
+}

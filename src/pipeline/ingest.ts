@@ -1,0 +1,148 @@
+/**
+ * Frames in, canonical events out onto the transport. One normalizer per source keeps each venue's
+ * per-connection state (e.g. which symbol a REST snapshot belongs to). Broken frames become dead
+ * letters on their own topic and never stop the feed.
+ */
+import { eventKey, type CanonicalEvent, type EventKind } from '../core/events.ts';
+import { getAdapter } from '../feeds/registry.ts';
+import { MalformedFrameError, type Normalizer, type RawFrame } from '../feeds/types.ts';
+import { TOPICS, type OutgoingMessage, type Transport } from '../transport/types.ts';
+
+/** What travels on vigil.dlq. */
+export interface DeadLetterMessage {
+  ts: number;
+  source: string;
+  origin: string;
+  reason: string;
+  /** The frame's text; the writer stores its bytes. */
+  raw: string;
+}
+
+export interface IngestCounters {
+  frames: number;
+  events: Record<EventKind, number>;
+  /** Frames that are deliberately not events, by label (subscription-ack, kline…). */
+  ignored: Record<string, number>;
+  malformed: number;
+  /** Frames from a source no adapter handles. */
+  unsupported: Record<string, number>;
+}
+
+export interface IngestOptions {
+  /** Events buffered before a send; 1 sends every frame at once (live feeds). */
+  batchSize?: number;
+  /** How many rejected frames to keep as samples for reports. */
+  keepSamples?: number;
+}
+
+export interface RejectSample {
+  origin: string;
+  reason: string;
+}
+
+export class Ingestor {
+  readonly counters: IngestCounters = {
+    frames: 0,
+    events: { trade: 0, quote: 0, book: 0, order: 0, transaction: 0, metric: 0 },
+    ignored: {},
+    malformed: 0,
+    unsupported: {},
+  };
+  private readonly normalizers = new Map<string, Normalizer | null>();
+  private readonly pending = new Map<string, OutgoingMessage<CanonicalEvent>[]>();
+  private pendingCount = 0;
+  private deadLetters: OutgoingMessage<DeadLetterMessage>[] = [];
+  private readonly scratch: CanonicalEvent[] = [];
+  private readonly batchSize: number;
+  /** The first rejected frames, for the run summary. */
+  readonly rejectSamples: RejectSample[] = [];
+  /** Added to every event's ts and recvTs (the demo loop replays a sample as if it happened now). */
+  timeShiftMs = 0;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly options: IngestOptions = {},
+  ) {
+    this.batchSize = options.batchSize ?? 512;
+  }
+
+  private normalizerFor(source: string): Normalizer | null {
+    let n = this.normalizers.get(source);
+    if (n === undefined) {
+      try {
+        n = getAdapter(source).createNormalizer();
+      } catch {
+        n = null;
+      }
+      this.normalizers.set(source, n);
+    }
+    return n;
+  }
+
+  /** Normalizes one frame; sends when the buffer is full. */
+  async push(frame: RawFrame): Promise<void> {
+    this.counters.frames++;
+    const normalizer = this.normalizerFor(frame.source);
+    if (!normalizer) {
+      this.counters.unsupported[frame.source] = (this.counters.unsupported[frame.source] ?? 0) + 1;
+      return;
+    }
+    const out = this.scratch;
+    out.length = 0;
+    try {
+      const ignored = normalizer.normalize(frame, out);
+      if (ignored !== undefined) this.counters.ignored[ignored] = (this.counters.ignored[ignored] ?? 0) + 1;
+    } catch (err) {
+      const reason = err instanceof MalformedFrameError ? err.message : `normalizer error: ${(err as Error).message}`;
+      this.reject(frame, reason);
+      out.length = 0;
+    }
+    for (const ev of out) this.enqueue(ev);
+    if (this.pendingCount >= this.batchSize || this.deadLetters.length > 0) await this.flush();
+  }
+
+  /** Adds an already canonical event (JSON-lines input of canonical events). */
+  async pushEvent(ev: CanonicalEvent): Promise<void> {
+    this.enqueue(ev);
+    if (this.pendingCount >= this.batchSize) await this.flush();
+  }
+
+  /** Records a line or frame that could not be read at all. */
+  reject(frame: RawFrame, reason: string): void {
+    this.counters.malformed++;
+    if (this.rejectSamples.length < (this.options.keepSamples ?? 5)) this.rejectSamples.push({ origin: frame.origin ?? frame.source, reason });
+    this.deadLetters.push({
+      key: frame.source,
+      value: { ts: Math.floor(frame.recvTs), source: frame.source, origin: frame.origin ?? '', reason, raw: frame.data },
+    });
+  }
+
+  private enqueue(ev: CanonicalEvent): void {
+    const shift = this.timeShiftMs;
+    if (shift !== 0) {
+      ev.ts += shift;
+      if (ev.recvTs !== undefined) ev.recvTs += shift;
+    }
+    this.counters.events[ev.kind]++;
+    const topic = TOPICS[ev.kind];
+    let list = this.pending.get(topic);
+    if (!list) this.pending.set(topic, (list = []));
+    list.push({ key: eventKey(ev), value: ev });
+    this.pendingCount++;
+  }
+
+  async flush(): Promise<void> {
+    if (this.deadLetters.length > 0) {
+      const dl = this.deadLetters;
+      this.deadLetters = [];
+      await this.transport.send(TOPICS.dlq, dl);
+    }
+    if (this.pendingCount === 0) return;
+    this.pendingCount = 0;
+    for (const [topic, list] of this.pending) {
+      if (list.length === 0) continue;
+      this.pending.set(topic, []);
+      await this.transport.send(topic, list);
+    }
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * One pipeline = one run: frames → Ingestor → event topics → DetectorRunner → vigil.findings →
+ * (findings writer → ClickHouse) and (alert hub → live clients); vigil.dlq → dead-letter writer.
+ * Live and replay build the very same pipeline; only the frame source and the run id differ.
+ */
+import type { Finding } from '../core/events.ts';
+import type { DetectorInstance } from '../detectors/types.ts';
+import type { AlertHub } from '../api/alert-hub.ts';
+import { DeadLetterWriter, FindingWriter } from '../storage/finding-writer.ts';
+import type { Store } from '../storage/types.ts';
+import { MemoryTransport } from '../transport/memory.ts';
+import { TOPICS, type Subscription, type Transport } from '../transport/types.ts';
+import { DetectorRunner } from './detect.ts';
+import { Ingestor, type DeadLetterMessage, type IngestOptions } from './ingest.ts';
+
+export interface PipelineOptions {
+  runId: string;
+  detectors: readonly DetectorInstance[];
+  store?: Store;
+  hub?: AlertHub;
+  transport?: Transport;
+  ingest?: IngestOptions;
+  flushRows?: number;
+  flushMs?: number;
+  partitions?: number;
+  queueCapacity?: number;
+}
+
+export class Pipeline {
+  readonly transport: Transport;
+  readonly ingestor: Ingestor;
+  readonly detectors: DetectorRunner;
+  readonly findingWriter?: FindingWriter;
+  readonly deadLetterWriter?: DeadLetterWriter;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly ownsTransport: boolean;
+  deadLetters = 0;
+
+  constructor(private readonly options: PipelineOptions) {
+    this.ownsTransport = !options.transport;
+    this.transport = options.transport ?? new MemoryTransport({ partitions: options.partitions, queueCapacity: options.queueCapacity });
+    this.ingestor = new Ingestor(this.transport, options.ingest);
+    this.detectors = new DetectorRunner(this.transport, options.detectors, options.runId);
+    if (options.store) {
+      const batching = { maxRows: options.flushRows, maxDelayMs: options.flushMs };
+      this.findingWriter = new FindingWriter(options.store, batching);
+      this.deadLetterWriter = new DeadLetterWriter(options.store, batching);
+    }
+  }
+
+  get runId(): string {
+    return this.options.runId;
+  }
+
+  /** Subscribes every consumer before any frame is sent, so nothing is sent to a topic nobody reads. */
+  async start(): Promise<this> {
+    const { store, hub, runId } = this.options;
+    const writer = this.findingWriter;
+    if (writer || hub) {
+      this.subscriptions.push(
+        await this.transport.subscribe<Finding>({
+          group: `vigil-findings-${runId}`,
+          topics: [TOPICS.findings],
+          eachBatch: (batch) => {
+            const findings = batch.messages.map((m) => m.value);
+            writer?.write(findings);
+            hub?.publish(findings);
+          },
+        }),
+      );
+    }
+    this.subscriptions.push(
+      await this.transport.subscribe<DeadLetterMessage>({
+        group: `vigil-dlq-${runId}`,
+        topics: [TOPICS.dlq],
+        eachBatch: (batch) => {
+          this.deadLetters += batch.messages.length;
+          if (!store || !this.deadLetterWriter) return;
+          this.deadLetterWriter.write(
+            batch.messages.map((m) => ({ ...m.value, origin: m.value.origin, raw: Buffer.from(m.value.raw, 'utf8'), runId })),
+          );
+        },
+      }),
+    );
+    await this.detectors.start();
+    return this;
+  }
+
+  /** Waits until every frame pushed so far is through detectors and stored. */
+  async drain(): Promise<void> {
+    await this.ingestor.flush();
+    await this.transport.drain();
+    await Promise.all([this.findingWriter?.flush(), this.deadLetterWriter?.flush()]);
+  }
+
+  async close(): Promise<void> {
+    await this.drain().catch(() => undefined);
+    await this.detectors.stop();
+    for (const s of this.subscriptions) await s.stop();
+    await Promise.all([this.findingWriter?.close(), this.deadLetterWriter?.close()]);
+    if (this.ownsTransport) await this.transport.close();
+  }
+}
