@@ -64,13 +64,22 @@ export async function replayCommand(argv: string[]): Promise<number> {
       queueCapacity: config.VIGIL_QUEUE_CAPACITY,
     }).start();
     const isTty = process.stderr.isTTY;
-    const summary = await replayFiles(pipeline, {
-      files: positionals,
-      speed,
-      signal: abort.signal,
-      progress: stderrProgress(`replay ${runId}`, { write: (l) => process.stderr.write(isTty ? l : `${l.replace(/^\r/, '').trimEnd()}\n`) }),
-    });
-    await pipeline.close();
+    let summary;
+    try {
+      summary = await replayFiles(pipeline, {
+        files: positionals,
+        speed,
+        signal: abort.signal,
+        progress: stderrProgress(`replay ${runId}`, {
+          write: (l) => process.stderr.write(isTty ? l : `${l.replace(/^\r/, '').trimEnd()}\n`),
+        }),
+      });
+    } catch (e) {
+      await store.upsertRun({ runId, status: 'failed', inputs: positionals, startedAt, finishedAt: Date.now(), summary: { error: (e as Error).message } });
+      throw e;
+    } finally {
+      await pipeline.close();
+    }
     await store.upsertRun({ runId, status: summary.status === 'completed' ? 'completed' : 'cancelled', inputs: positionals, startedAt, finishedAt: Date.now(), summary: { ...summary } });
     if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
     else process.stdout.write(formatSummary(summary));

@@ -88,6 +88,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     log.error({ err: e }, 'pipeline failed');
     code = 1;
   }
+  hub.closeAll();
   await app.close();
   await store.close();
   if (store.kind === 'embedded') removeServiceNote(config.VIGIL_DATA_DIR);

@@ -35,9 +35,11 @@ export class Pipeline {
   private readonly subscriptions: Subscription[] = [];
   private readonly ownsTransport: boolean;
   deadLetters = 0;
+  private readonly maxPendingFindings: number;
 
   constructor(private readonly options: PipelineOptions) {
     this.ownsTransport = !options.transport;
+    this.maxPendingFindings = 10 * (options.flushRows ?? 1000);
     this.transport = options.transport ?? new MemoryTransport({ partitions: options.partitions, queueCapacity: options.queueCapacity });
     this.ingestor = new Ingestor(this.transport, options.ingest);
     this.detectors = new DetectorRunner(this.transport, options.detectors, options.runId);
@@ -61,10 +63,14 @@ export class Pipeline {
         await this.transport.subscribe<Finding>({
           group: `vigil-findings-${runId}`,
           topics: [TOPICS.findings],
-          eachBatch: (batch) => {
+          eachBatch: async (batch) => {
             const findings = batch.messages.map((m) => m.value);
-            writer?.write(findings);
             hub?.publish(findings);
+            if (!writer) return;
+            writer.write(findings);
+            // While the store is slow or down, hold the consumer (and so, through the transport, the
+            // producers) instead of buffering findings without bound.
+            if (writer.counters.pending > this.maxPendingFindings) await writer.flush();
           },
         }),
       );

@@ -334,7 +334,7 @@ interface OpenedInput {
   close(): Promise<void>;
 }
 
-async function openInput(path: string): Promise<OpenedInput> {
+async function openInput(path: string, onBytes?: (n: number) => void): Promise<OpenedInput> {
   let fh: FileHandle;
   try {
     fh = await open(path, 'r');
@@ -355,6 +355,7 @@ async function openInput(path: string): Promise<OpenedInput> {
   }
   const gzip = bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
   const raw = fh.createReadStream({ start: 0, highWaterMark: 256 * 1024 });
+  if (onBytes) raw.on('data', (chunk) => onBytes(chunk.length));
   let input: Readable = raw;
   let gzError: Error | undefined;
   if (gzip) {
@@ -431,8 +432,13 @@ export async function fileFormat(path: string): Promise<{ format: InputFormat; g
 }
 
 /** Streams the records of a recorded file (plain or gzip), in file order. */
-export async function* readRecords(path: string): AsyncGenerator<ReplayRecord, void, undefined> {
-  const inp = await openInput(path);
+export interface ReadOptions {
+  /** Told the size of every chunk read from disk (compressed bytes for gzip), for progress and ETA. */
+  onBytes?: (n: number) => void;
+}
+
+export async function* readRecords(path: string, options: ReadOptions = {}): AsyncGenerator<ReplayRecord, void, undefined> {
+  const inp = await openInput(path, options.onBytes);
   try {
     const sample = await readSample(inp);
     const format = detectOrThrow(path, sample.nonEmpty, inp.gzipError());

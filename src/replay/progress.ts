@@ -3,13 +3,12 @@ import { performance } from 'node:perf_hooks';
 import type { IngestCounters } from '../pipeline/ingest.ts';
 
 export interface ProgressReporter {
-  tick(counters: IngestCounters): void;
+  /** `fraction`: share of the input read so far (0..1), when known. */
+  tick(counters: IngestCounters, fraction?: number): void;
   done(): void;
 }
 
 export interface ProgressOptions {
-  /** Share of the input read so far, 0..1, if known. */
-  fraction?: () => number | undefined;
   /** Quiet for runs shorter than this. */
   afterMs?: number;
   everyMs?: number;
@@ -25,7 +24,7 @@ export function stderrProgress(label: string, options: ProgressOptions = {}): Pr
   let printed = false;
   let calls = 0;
   return {
-    tick(c) {
+    tick(c, f) {
       // performance.now() is cheap but not free: look at the clock every 256 frames.
       if ((++calls & 255) !== 0) return;
       const now = performance.now();
@@ -34,7 +33,6 @@ export function stderrProgress(label: string, options: ProgressOptions = {}): Pr
       const events = Object.values(c.events).reduce((a, b) => a + b, 0);
       const secs = (now - start) / 1000;
       const rate = events / secs;
-      const f = options.fraction?.();
       let tail = '';
       if (f !== undefined && f > 0 && f <= 1) {
         const eta = (secs / f) * (1 - f);

@@ -2,6 +2,7 @@
  * Replay: recorded files through the very same pipeline as live, at max speed, real time or N×.
  * Findings carry the run id; ids do not depend on it, so a replay reproduces live findings' ids.
  */
+import { statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventSchema, type EventKind } from '../core/events.ts';
@@ -61,9 +62,14 @@ export async function replayFiles(pipeline: Pipeline, options: ReplayOptions): P
   let wallStart = 0;
   const factor = options.speed.mode === 'paced' ? options.speed.factor : 0;
   const progress = options.progress;
+  const totalBytes = options.files.reduce((a, f) => a + statSync(f).size, 0);
+  let bytesRead = 0;
+  const onBytes = (n: number) => {
+    bytesRead += n;
+  };
 
   outer: for (const file of options.files) {
-    for await (const rec of readRecords(file)) {
+    for await (const rec of readRecords(file, { onBytes })) {
       if (options.signal?.aborted) {
         aborted = true;
         break outer;
@@ -98,7 +104,7 @@ export async function replayFiles(pipeline: Pipeline, options: ReplayOptions): P
         }
         await ingestor.pushEvent(parsed.data);
       }
-      progress?.tick(ingestor.counters);
+      progress?.tick(ingestor.counters, totalBytes > 0 ? bytesRead / totalBytes : undefined);
     }
   }
   await pipeline.drain();
