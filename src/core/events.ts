@@ -42,6 +42,8 @@ export const quoteSchema = z.object({
   askQty: nonNegative,
   /** Venue's update id for the quote, when it has one (Binance bookTicker `u`). */
   seq: z.number().int().optional(),
+  /** True when Vigil derived the quote from its rebuilt book (venues without a ticker stream). */
+  derived: z.boolean().optional(),
 });
 
 const level = z.tuple([nonNegative, nonNegative]);
@@ -114,6 +116,21 @@ export const metricSchema = z.object({
   value: finite,
 });
 
+/**
+ * Feed status, emitted by Vigil itself (not the venue) for every subscribed symbol of a connection, so
+ * detectors never read a feed gap or a book rebuild as market behaviour.
+ */
+export const feedStatusSchema = z.enum(['connected', 'disconnected', 'book_reset', 'book_synced', 'stale']);
+export const statusSchema = z.object({
+  kind: z.literal('status'),
+  venue: z.string().min(1),
+  symbol: symbolSchema,
+  ts: epochMs,
+  recvTs: epochMs,
+  status: feedStatusSchema,
+  reason: z.string(),
+});
+
 export const eventSchema = z.discriminatedUnion('kind', [
   tradeSchema,
   quoteSchema,
@@ -121,6 +138,7 @@ export const eventSchema = z.discriminatedUnion('kind', [
   orderSchema,
   transactionSchema,
   metricSchema,
+  statusSchema,
 ]);
 
 export type Trade = z.infer<typeof tradeSchema>;
@@ -129,9 +147,10 @@ export type Book = z.infer<typeof bookSchema>;
 export type Order = z.infer<typeof orderSchema>;
 export type Transaction = z.infer<typeof transactionSchema>;
 export type Metric = z.infer<typeof metricSchema>;
+export type FeedStatus = z.infer<typeof statusSchema>;
 export type CanonicalEvent = z.infer<typeof eventSchema>;
 export type EventKind = CanonicalEvent['kind'];
-export const EVENT_KINDS: readonly EventKind[] = ['trade', 'quote', 'book', 'order', 'transaction', 'metric'];
+export const EVENT_KINDS: readonly EventKind[] = ['trade', 'quote', 'book', 'order', 'transaction', 'metric', 'status'];
 
 /**
  * The partition key: what must stay ordered together. Market data by venue:symbol, order flow by
@@ -144,6 +163,7 @@ export function eventKey(ev: CanonicalEvent): string {
     case 'quote':
     case 'book':
     case 'order':
+    case 'status':
       return `${ev.venue}:${ev.symbol}`;
     case 'transaction':
       return ev.account;
@@ -167,6 +187,8 @@ export function eventRef(ev: CanonicalEvent): string {
       return `tx:${ev.source}:${ev.id}`;
     case 'metric':
       return `metric:${ev.source}:${ev.key}:${ev.ts}`;
+    case 'status':
+      return `status:${ev.venue}:${ev.symbol}:${ev.status}:${ev.ts}`;
   }
 }
 

@@ -43,7 +43,7 @@ export interface RejectSample {
 export class Ingestor {
   readonly counters: IngestCounters = {
     frames: 0,
-    events: { trade: 0, quote: 0, book: 0, order: 0, transaction: 0, metric: 0 },
+    events: { trade: 0, quote: 0, book: 0, order: 0, transaction: 0, metric: 0, status: 0 },
     ignored: {},
     malformed: 0,
     unsupported: {},

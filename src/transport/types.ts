@@ -70,8 +70,9 @@ export const TOPICS = {
   order: 'vigil.orders',
   transaction: 'vigil.tx',
   metric: 'vigil.metrics',
+  status: 'vigil.md.status',
   findings: 'vigil.findings',
   dlq: 'vigil.dlq',
 } as const;
 
-export const EVENT_TOPICS = [TOPICS.trade, TOPICS.quote, TOPICS.book, TOPICS.order, TOPICS.transaction, TOPICS.metric] as const;
+export const EVENT_TOPICS = [TOPICS.trade, TOPICS.quote, TOPICS.book, TOPICS.order, TOPICS.transaction, TOPICS.metric, TOPICS.status] as const;
