@@ -8,6 +8,7 @@ commands:
   run       everything in one process: feeds (or the demo replay), detectors, store, API
   replay    replay recorded files through the pipeline
   sql       read-only analyst SQL on the findings store
+  record    record live feeds to gzip files for replay
 
 \`vigil <command> --help\` for a command's options.`;
 
@@ -15,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   run: async () => (await import('./cli/run.ts')).runCommand,
   replay: async () => (await import('./cli/replay.ts')).replayCommand,
   sql: async () => (await import('./cli/sql.ts')).sqlCommand,
+  record: async () => (await import('./cli/record.ts')).recordCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -5,9 +5,10 @@ import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { ERR } from '../src/core/errors.ts';
-import type { Book, CanonicalEvent } from '../src/core/events.ts';
-import { binanceAdapter, QUEUE_HIGH_WATER } from '../src/feeds/binance.ts';
-import type { LiveFeedOptions, RawFrame } from '../src/feeds/types.ts';
+import type { Book, CanonicalEvent, FeedStatus } from '../src/core/events.ts';
+import { binanceAdapter, binanceSpotProtocol, QUEUE_HIGH_WATER } from '../src/feeds/binance.ts';
+import { BinanceTestServer, rebuildFromEvents, startLiveClient, type ClientScript, type LiveClient } from './helpers/binance-server.ts';
+import { STATUS_CHANNEL, type LiveFeedOptions, type RawFrame, type StatusFrameData } from '../src/feeds/types.ts';
 
 const DATA = new URL('../../shared/data/exchange_raw/', import.meta.url).pathname;
 const CAPTURE = gunzipSync(readFileSync(`${DATA}hftbacktest/spot_btcusdt_20240808.gz`))
@@ -91,6 +92,15 @@ function options(mock: Mock, signal: AbortSignal, logs: string[] = []): LiveFeed
   return { symbols: ['BTC-USDT'], wsUrl: mock.wsUrl, restUrl: mock.restUrl, signal, log: (msg) => logs.push(msg) };
 }
 
+/** Frames from the venue (WebSocket and REST), without the connection base's status frames. */
+function venueFrames(frames: readonly RawFrame[]): RawFrame[] {
+  return frames.filter((f) => f.channel !== STATUS_CHANNEL);
+}
+
+function statuses(frames: readonly RawFrame[]): (StatusFrameData & { origin: string | undefined })[] {
+  return frames.filter((f) => f.channel === STATUS_CHANNEL).map((f) => ({ ...(JSON.parse(f.data) as StatusFrameData), origin: f.origin }));
+}
+
 function sendAll(socket: WebSocket, frames: readonly string[]): void {
   for (const f of frames) socket.send(f);
 }
@@ -121,9 +131,13 @@ describe('binance live connect() against a local combined-stream server', () => 
     const mock = await startMock((socket) => sendAll(socket, frames));
     mocks.push(mock);
     const ctrl = new AbortController();
-    const got = await collect(binanceAdapter.connect!(options(mock, ctrl.signal)), ctrl, (fs) => fs.length >= 301);
+    const all = await collect(binanceAdapter.connect!(options(mock, ctrl.signal)), ctrl, (fs) => venueFrames(fs).length >= 301);
 
     expect(mock.connections).toEqual([EXPECTED_PATH]);
+    // The stream starts with the connection base's status frame, then the venue's frames.
+    expect(all[0]).toMatchObject({ source: 'binance', channel: STATUS_CHANNEL, origin: 'binance:ws#1' });
+    expect(statuses(all)).toEqual([{ status: 'connected', reason: 'initial connect', symbols: ['BTCUSDT'], origin: 'binance:ws#1' }]);
+    const got = venueFrames(all);
     expect(got).toHaveLength(301);
     const snapshots = got.filter((f) => f.channel !== undefined);
     expect(snapshots).toHaveLength(1);
@@ -143,10 +157,18 @@ describe('binance live connect() against a local combined-stream server', () => 
     // Live frames normalize like recorded ones.
     const n = binanceAdapter.createNormalizer();
     const out: CanonicalEvent[] = [];
-    for (const f of got) n.normalize(f, out);
+    for (const f of all) n.normalize(f, out);
     const snap = out.filter((e): e is Book => e.kind === 'book' && e.snapshot);
     expect(snap.map((b) => [b.symbol, b.seq])).toEqual([['BTC-USDT', 50093239218]]);
-    expect(out.length).toBe(301);
+    // 300 stream frames: every trade and bookTicker is an event; the depth diffs older than the
+    // snapshot are dropped by the sync procedure, the rest are applied after it.
+    const diffs = frames.filter((f) => f.includes('depthUpdate'));
+    const applied = diffs.filter((f) => (JSON.parse(f) as { data: { u: number } }).data.u > 50093239218);
+    expect(out.filter((e) => e.kind === 'book' && !e.snapshot)).toHaveLength(applied.length);
+    expect(out.filter((e) => e.kind === 'trade' || e.kind === 'quote')).toHaveLength(frames.length - diffs.length);
+    expect(out.filter((e) => e.kind === 'status').map((e) => (e as { status: string }).status)).toEqual(['connected', 'book_synced']);
+    expect(out.length).toBe(1 + (frames.length - diffs.length) + applied.length + 1 + 1);
+    expect(n.bookReport!()['BTC-USDT']).toMatchObject({ resyncs: 0 });
     // The server saw a clean close when the iteration ended.
     await vi.waitFor(() => expect(mock.closedByClient).toBe(1), { timeout: 3_000 });
   });
@@ -164,7 +186,8 @@ describe('binance live connect() against a local combined-stream server', () => 
     mocks.push(mock);
     const ctrl = new AbortController();
     const logs: string[] = [];
-    const got = await collect(binanceAdapter.connect!(options(mock, ctrl.signal, logs)), ctrl, (fs) => fs.length >= 50 + 1 + 70 + 1);
+    const all = await collect(binanceAdapter.connect!(options(mock, ctrl.signal, logs)), ctrl, (fs) => venueFrames(fs).length >= 50 + 1 + 70 + 1);
+    const got = venueFrames(all);
 
     expect(mock.connections).toHaveLength(2);
     expect(mock.restRequests).toHaveLength(2);
@@ -178,6 +201,18 @@ describe('binance live connect() against a local combined-stream server', () => 
     const firstOfSecond = got.findIndex((f) => f.origin === 'binance:ws#2');
     expect(lastOfFirst).toBeLessThan(firstOfSecond);
     expect(logs.some((l) => l.includes('reconnecting'))).toBe(true);
+    // connected, disconnected (with the reason), connected again; each before its connection's frames.
+    const st = statuses(all);
+    expect(st.map((s) => [s.status, s.origin])).toEqual([
+      ['connected', 'binance:ws#1'],
+      ['disconnected', 'binance:ws#1'],
+      ['connected', 'binance:ws#2'],
+    ]);
+    expect(st[1]!.reason).toMatch(/^closed \(1006/);
+    expect(st[2]!.reason).toBe('reconnect');
+    const iDisconnected = all.findIndex((f) => f.channel === STATUS_CHANNEL && f.data.includes('"disconnected"'));
+    expect(iDisconnected).toBeGreaterThan(all.findLastIndex((f) => f.origin === 'binance:ws#1' && f.channel !== STATUS_CHANNEL));
+    expect(iDisconnected).toBeLessThan(firstOfSecond + 2);
   });
 
   it('ends the iteration cleanly on abort, also while waiting to reconnect', async () => {
@@ -186,6 +221,7 @@ describe('binance live connect() against a local combined-stream server', () => 
     mocks.push(mock);
     const ctrl = new AbortController();
     const it = binanceAdapter.connect!(options(mock, ctrl.signal))[Symbol.asyncIterator]();
+    expect((await it.next()).value?.channel).toBe(STATUS_CHANNEL);
     const first = await it.next();
     expect(first.value?.data).toBe(STREAM[2]);
     const pending = it.next(); // waits for a frame that never comes
@@ -239,6 +275,7 @@ describe('binance live connect() against a local combined-stream server', () => 
     mocks.push(mock);
     const ctrl = new AbortController();
     const it = binanceAdapter.connect!(options(mock, ctrl.signal))[Symbol.asyncIterator]();
+    expect((await it.next()).value?.channel).toBe(STATUS_CHANNEL);
     const first = await it.next();
     expect(first.value?.data).toContain('"i":0,');
     // Stall the consumer: the client must stop reading, so ~24 MB stay on the server's side.
@@ -260,5 +297,113 @@ describe('binance live connect() against a local combined-stream server', () => 
     expect(QUEUE_HIGH_WATER).toBeLessThan(total);
     ctrl.abort();
     expect(await it.next()).toEqual({ done: true, value: undefined });
+  });
+});
+
+// ---------------------------------------------------------------- against a simulated market
+
+const SYMBOLS = ['BTCUSDT', 'ETHUSDT'];
+const CANON: Record<string, string> = { BTCUSDT: 'BTC-USDT', ETHUSDT: 'ETH-USDT' };
+const simServers: BinanceTestServer[] = [];
+const clients: LiveClient[] = [];
+afterEach(async () => {
+  while (clients.length > 0) await clients.pop()!.stop();
+  while (simServers.length > 0) await simServers.pop()!.close();
+});
+
+async function session(script: ClientScript): Promise<{ server: BinanceTestServer; client: LiveClient }> {
+  const server = await BinanceTestServer.start({ symbols: SYMBOLS, script: () => script });
+  simServers.push(server);
+  const client = await startLiveClient(server, binanceAdapter, binanceSpotProtocol, ['btc-usdt', 'ethusdt']);
+  clients.push(client);
+  await client.settled();
+  return { server, client };
+}
+
+const statusesOf = (events: CanonicalEvent[], symbol: string): [string, string][] =>
+  events.filter((e): e is FeedStatus => e.kind === 'status' && e.symbol === symbol).map((e) => [e.status, e.reason]);
+
+/** The book Vigil holds and the one its events describe both equal the server's. */
+function expectBooksMatchServer(server: BinanceTestServer, client: LiveClient): void {
+  const sim = server.current('c1')!.sim;
+  for (const s of SYMBOLS) {
+    const expected = sim.book(s);
+    const held = client.normalizer.orderBook(CANON[s]!)!;
+    expect(held.synced).toBe(true);
+    expect({ bids: held.book.bids.levels.map((l) => [l.price, l.qty]), asks: held.book.asks.levels.map((l) => [l.price, l.qty]) }).toEqual(expected);
+    expect(rebuildFromEvents(client.events, CANON[s]!)).toEqual(expected);
+  }
+}
+
+describe('binance live feed against a simulated Binance market (books, reconnects, gaps, dead letters)', () => {
+  it('normal flow: one snapshot per symbol, books equal to the server\'s, top of book matching every bookTicker', async () => {
+    const { server, client } = await session({ ticks: 300 });
+    const conn = server.current('c1')!;
+    expect(conn.path).toBe('/c1/stream?streams=btcusdt@trade/btcusdt@bookTicker/btcusdt@depth@100ms/ethusdt@trade/ethusdt@bookTicker/ethusdt@depth@100ms');
+    expect(server.requestsOf('c1').map((r) => [r.path, r.symbol, r.limit]).sort()).toEqual([
+      ['/api/v3/depth', 'BTCUSDT', '1000'],
+      ['/api/v3/depth', 'ETHUSDT', '1000'],
+    ]);
+    expectBooksMatchServer(server, client);
+    for (const s of SYMBOLS) {
+      expect(statusesOf(client.events, CANON[s]!).map(([st]) => st)).toEqual(['connected', 'book_synced']);
+      const r = client.normalizer.bookReport()[CANON[s]!]!;
+      expect(r.resyncs).toBe(0);
+      expect(r.compared).toBeGreaterThan(50);
+      expect(r.matched).toBe(r.compared);
+    }
+    // Every trade and bookTicker became an event; every diff after the snapshot did.
+    const sentTrades = conn.sent.filter((t) => t.includes('@trade')).length;
+    expect(client.events.filter((e) => e.kind === 'trade')).toHaveLength(sentTrades);
+    expect(client.events.filter((e) => e.kind === 'quote')).toHaveLength(conn.sent.filter((t) => t.includes('@bookTicker')).length);
+    expect(client.ingestor.counters.malformed).toBe(0);
+    expect(client.resyncs).toEqual([]);
+  });
+
+  it('a dropped connection recovers with a consistent book (new snapshot per symbol)', async () => {
+    const { server, client } = await session({ ticks: 300, kill: [{ conn: 0, step: 120 }] });
+    expect(server.connectionsOf('c1')).toHaveLength(2);
+    expect(server.requestsOf('c1').map((r) => r.symbol).sort()).toEqual(['BTCUSDT', 'BTCUSDT', 'ETHUSDT', 'ETHUSDT']);
+    expectBooksMatchServer(server, client);
+    for (const s of SYMBOLS) {
+      expect(statusesOf(client.events, CANON[s]!).map(([st]) => st)).toEqual(['connected', 'book_synced', 'disconnected', 'connected', 'book_synced']);
+      const r = client.normalizer.bookReport()[CANON[s]!]!;
+      expect(r.resyncs).toBe(0); // a reconnect is not a sequence gap
+      expect(r.matched).toBe(r.compared);
+    }
+    // No book event between the disconnect and the new snapshot.
+    const iDisc = client.events.findIndex((e) => e.kind === 'status' && e.status === 'disconnected');
+    const iSnap = client.events.findIndex((e, i) => i > iDisc && e.kind === 'book' && e.symbol === 'BTC-USDT');
+    expect((client.events[iSnap] as Book).snapshot).toBe(true);
+  });
+
+  it('a sequence gap resyncs that one symbol: book_reset, a new snapshot request for it only, book_synced', async () => {
+    const { server, client } = await session({ ticks: 300, skip: [{ conn: 0, step: 150, symbol: 'ETHUSDT' }] });
+    expect(server.connectionsOf('c1')).toHaveLength(1);
+    const requests = server.requestsOf('c1').map((r) => r.symbol);
+    expect(requests.slice(0, 2).sort()).toEqual(['BTCUSDT', 'ETHUSDT']);
+    expect(requests.slice(2)).toEqual(['ETHUSDT']);
+    expect(client.resyncs).toEqual([['ETHUSDT', expect.stringMatching(/^sequence gap: expected U=\d+, got U=\d+ \(u=\d+\)$/)]]);
+    const eth = statusesOf(client.events, 'ETH-USDT');
+    expect(eth.map(([st]) => st)).toEqual(['connected', 'book_synced', 'book_reset', 'book_synced']);
+    expect(eth[2]![1]).toBe(client.resyncs[0]![1]);
+    expect(statusesOf(client.events, 'BTC-USDT').map(([st]) => st)).toEqual(['connected', 'book_synced']);
+    const report = client.normalizer.bookReport();
+    expect(report['ETH-USDT']!.resyncs).toBe(1);
+    expect(report['BTC-USDT']!.resyncs).toBe(0);
+    expect(report['ETH-USDT']!.matched).toBe(report['ETH-USDT']!.compared);
+    expectBooksMatchServer(server, client);
+  });
+
+  it('a malformed frame becomes a dead letter with its reason and raw text, and the feed goes on', async () => {
+    const bad = '{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":7,"p":"-5","q":"1","T":1,"m":true}}';
+    const { server, client } = await session({ ticks: 200, raw: [{ conn: 0, step: 80, text: bad }] });
+    await vi.waitFor(() => expect(client.dlq).toHaveLength(1));
+    expect(client.dlq[0]).toMatchObject({ source: 'binance', origin: 'binance:ws#1', reason: 'trade: price (p) must be a positive number, got "-5"', raw: bad });
+    expect(client.ingestor.counters.malformed).toBe(1);
+    // Frames after it were normalized: the books are complete at the end of the script.
+    const iBad = client.frames.findIndex((f) => f.data === bad);
+    expect(client.frames.length - iBad).toBeGreaterThan(100);
+    expectBooksMatchServer(server, client);
   });
 });

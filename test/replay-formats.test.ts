@@ -185,6 +185,10 @@ describe('readRecords', () => {
     const out: CanonicalEvent[] = [];
     const n = binanceAdapter.createNormalizer();
     n.normalize(rest.frame, out);
+    // The snapshot is applied once a depth diff bridges it: the capture's line 6 diff (U ≤ 50093239219 ≤ u).
+    expect(out).toEqual([]);
+    const sp = HFT[5]!.indexOf(' ');
+    n.normalize({ recvTs: 1723161254300, source: 'binance', data: HFT[5]!.slice(sp + 1) }, out);
     expect(out[0]).toMatchObject({ kind: 'book', snapshot: true, symbol: 'BTC-USDT', seq: 50093239218 });
     expect((out[0] as Book).bids).toHaveLength(1000);
     if (recs[3]?.type === 'frame') expect(n.normalize(recs[3].frame, out)).toBe('subscription-ack');

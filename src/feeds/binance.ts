@@ -1,26 +1,57 @@
 /**
- * Binance spot: normalizer for the combined-stream wire format and REST depth snapshots, and a live
- * connection (WebSocket combined stream + REST snapshots) that yields RawFrames.
+ * Binance (spot, and through the shared BinanceMarket description USD-M futures in binance-futures.ts):
+ * normalizer for the combined-stream wire format and REST depth snapshots, order-book sync, and the
+ * venue protocol for the shared connection base (src/feeds/connection.ts).
  *
  * Wire formats handled (https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams):
  * - envelope `{"stream":"btcusdt@trade","data":{...}}` or the bare payload;
  * - `trade`      {e,E,s,t,p,q,T,m,M}        → trade (ts = T, side from m: buyer is maker ⇒ aggressor sold);
  * - `aggTrade`   {e,E,s,a,p,q,f,l,T,m,M}    → trade with firstTradeId/lastTradeId (tradeId = a);
- * - bookTicker   {u,s,b,B,a,A} (no `e`)     → quote (seq = u; ts = E or T when present, else floor(recvTs));
+ * - bookTicker   {u,s,b,B,a,A} (spot: no `e`) → quote (seq = u; ts = E or T when present, else floor(recvTs));
  * - `depthUpdate`{e,E,s,U,u,[pu],b,a}       → book diff (ts = E, firstSeq = U, seq = u, prevSeq = pu);
- * - REST `/api/v3/depth` {lastUpdateId,bids,asks} → book snapshot (symbol from the frame's channel
- *   `rest:depth:<SYMBOL>`, else from the last depthUpdate seen by this normalizer).
+ * - REST `/api/v3/depth` (futures `/fapi/v1/depth`) {lastUpdateId,bids,asks} → book snapshot (symbol
+ *   from the frame's channel `rest:depth:<SYMBOL>`, else from the last depthUpdate seen);
+ * - STATUS_CHANNEL frames of the connection base → one `status` event per symbol.
+ *
+ * Order-book sync, per Binance's "How to manage a local order book correctly":
+ * - depth diffs are buffered until a REST snapshot (lastUpdateId L) is there;
+ * - spot: diffs with u <= L are dropped; the first applied diff must have U <= L+1 <= u, every next one
+ *   U == previous u + 1;
+ * - futures: diffs with u < L are dropped; the first applied diff must have U <= L <= u, every next one
+ *   pu == previous u;
+ * - a snapshot older than the first buffered diff is dropped and a new one requested (requestResync);
+ *   a snapshot is only applied once a diff bridges it, so `book` events (snapshot:true first, then
+ *   the diffs) are emitted only while the book is consistent;
+ * - a sequence gap → `status` book_reset, book cleared, `requestResync(symbol)`, the diffs from the gap
+ *   on are buffered for the next snapshot; `book_synced` when it is rebuilt;
+ * - a `disconnected` or `stale` status frame clears the symbol's book (the next connection fetches a
+ *   new snapshot).
+ *
+ * Book consistency report: bookTicker pushes every change of the best bid/ask with its update id `u`
+ * (the depth stream's id space). After each applied diff ending at u, the rebuilt top is compared with
+ * the latest bookTicker with id <= u — known for certain only once a bookTicker with id > u arrived, so
+ * each comparison waits for that. Prices and sizes of both sides must be equal.
  *
  * The normalizer is on the replay hot path: one JSON.parse per frame, hand-written field checks, no zod.
  */
-import WebSocket from 'ws';
-import type { Book, CanonicalEvent, Quote, Side, Trade } from '../core/events.ts';
+import type { Book, CanonicalEvent, FeedStatus, Quote, Side, Trade } from '../core/events.ts';
 import { ERR, VigilError } from '../core/errors.ts';
+import { OrderBook } from './book/order-book.ts';
+import {
+  BACKOFF_BASE_MS,
+  BACKOFF_CAP_MS,
+  FetchCancelledError,
+  QUEUE_HIGH_WATER,
+  QUEUE_LOW_WATER,
+  backoffDelay,
+  connectVenue,
+} from './connection.ts';
+import type { ConnectionContext, VenueProtocol } from './connection-types.ts';
 import { binanceSymbol, binanceWireSymbol } from './symbols.ts';
-import { MalformedFrameError } from './types.ts';
-import type { LiveFeedOptions, Normalizer, RawFrame, VenueAdapter } from './types.ts';
+import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
+import type { BookReport, LiveFeedOptions, Normalizer, NormalizerContext, RawFrame, VenueAdapter } from './types.ts';
 
-const VENUE = 'binance';
+export { BACKOFF_BASE_MS, BACKOFF_CAP_MS, QUEUE_HIGH_WATER, QUEUE_LOW_WATER, backoffDelay };
 
 type Json = Record<string, unknown>;
 type Level = [number, number];
@@ -118,22 +149,140 @@ function levels(v: unknown, ctx: string, field: string): Level[] {
   return out;
 }
 
-function symbolOf(p: Json, stream: string | undefined, ctx: string): string {
-  const s = p.s;
-  if (typeof s === 'string' && s.length > 0) return binanceSymbol(s);
-  if (stream !== undefined) {
-    const at = stream.indexOf('@');
-    if (at > 0) return binanceSymbol(stream.slice(0, at));
-  }
-  throw new MalformedFrameError(`${ctx}: missing symbol (s)`);
+// ---------------------------------------------------------------- markets
+
+/** What differs between Binance spot and USD-M futures; parsing and sync code is shared. */
+export interface BinanceMarket {
+  /** Registry name and RawFrame.source. */
+  readonly venue: string;
+  /** Venue symbol (`BTCUSDT`, any case) → canonical; throws MalformedFrameError. */
+  symbol(raw: string): string;
+  /** User input (`btcusdt`, `BTC-USDT`, canonical) → the venue's symbol (`BTCUSDT`). */
+  wireSymbol(input: string): string;
+  /** Which documented sync rules the depth stream follows. */
+  readonly sync: 'spot' | 'futures';
+  /** Streams subscribed per symbol, e.g. `trade`, `bookTicker`, `depth@100ms`. */
+  readonly streams: readonly string[];
+  /** REST path of the depth snapshot, e.g. `/api/v3/depth`. */
+  readonly restDepthPath: string;
+  readonly defaultWsUrl: string;
+  readonly defaultRestUrl: string;
+}
+
+export const BINANCE_WS_URL = 'wss://stream.binance.com:9443';
+export const BINANCE_REST_URL = 'https://api.binance.com';
+/** Depth snapshot size requested from REST. */
+export const DEPTH_LIMIT = 1000;
+/** Binance closes every connection after 24 h; Vigil replaces it 10 minutes before. */
+export const BINANCE_MAX_CONNECTION_MS = 24 * 3_600_000 - 10 * 60_000;
+/** Diffs kept per symbol while waiting for a snapshot (100 ms diffs: ~16 minutes). */
+export const MAX_BUFFERED_DIFFS = 10_000;
+/** bookTickers kept per symbol for the consistency report. */
+const TICKER_HISTORY = 4_096;
+/** After a snapshot fetch failed all its attempts, the next try comes this much later. */
+export const SNAPSHOT_RETRY_MS = 30_000;
+
+export const SPOT_STREAMS: readonly string[] = ['trade', 'bookTicker', 'depth@100ms'];
+
+export const binanceSpotMarket: BinanceMarket = {
+  venue: 'binance',
+  symbol: binanceSymbol,
+  wireSymbol: binanceWireSymbol,
+  sync: 'spot',
+  streams: SPOT_STREAMS,
+  restDepthPath: '/api/v3/depth',
+  defaultWsUrl: BINANCE_WS_URL,
+  defaultRestUrl: BINANCE_REST_URL,
+};
+
+/** The stream's symbol part (`btcusdt@trade` → `BTCUSDT`). */
+function streamSymbol(stream: string | undefined): string | undefined {
+  if (stream === undefined) return undefined;
+  const at = stream.indexOf('@');
+  return at > 0 ? stream.slice(0, at).toUpperCase() : undefined;
 }
 
 // ---------------------------------------------------------------- normalizer
 
-class BinanceNormalizer implements Normalizer {
-  readonly venue = VENUE;
-  /** Canonical symbol of the most recent depthUpdate, for snapshots that arrive without one. */
-  private lastDepthSymbol: string | undefined;
+interface Ticker {
+  u: number;
+  b: number;
+  B: number;
+  a: number;
+  A: number;
+}
+
+/** The rebuilt top of book right after the diff ending at update id `u`, waiting for its bookTicker. */
+interface TopAt {
+  u: number;
+  bidPx: number;
+  bidQty: number;
+  askPx: number;
+  askQty: number;
+}
+
+/** Book and sync state of one symbol. */
+class SymbolState {
+  readonly book = new OrderBook();
+  /** A snapshot has been applied and every diff since was in sequence. */
+  synced = false;
+  /** Update id of the last applied diff (or of the snapshot). */
+  lastU = 0;
+  /** Diffs received while not synced, in order. */
+  buffer: Book[] = [];
+  /** A snapshot waiting for a diff that bridges it. */
+  snapshot: Book | undefined;
+  resyncs = 0;
+  compared = 0;
+  matched = 0;
+  /** Recent bookTickers, in arrival (= id) order. */
+  tickers: Ticker[] = [];
+  /** Tops after applied diffs whose bookTicker is not known yet, in id order. */
+  pending: TopAt[] = [];
+
+  constructor(
+    readonly symbol: string,
+    public native: string,
+  ) {}
+
+  /** Forget the book (not the counters): it is rebuilt from the next snapshot. */
+  reset(keepTickers: boolean): void {
+    this.book.clear();
+    this.synced = false;
+    this.lastU = 0;
+    this.buffer = [];
+    this.snapshot = undefined;
+    this.pending = [];
+    if (!keepTickers) this.tickers = [];
+  }
+}
+
+const FEED_STATUSES: ReadonlySet<string> = new Set(['connected', 'disconnected', 'stale']);
+
+export class BinanceNormalizer implements Normalizer {
+  readonly venue: string;
+  private readonly symbols = new Map<string, SymbolState>();
+  /** Symbol state of the most recent depthUpdate, for snapshots that arrive without a channel. */
+  private lastDepth: SymbolState | undefined;
+
+  constructor(
+    private readonly market: BinanceMarket,
+    private readonly context: NormalizerContext = {},
+  ) {
+    this.venue = market.venue;
+  }
+
+  bookReport(): Record<string, BookReport> {
+    const out: Record<string, BookReport> = {};
+    for (const [sym, st] of this.symbols) out[sym] = { resyncs: st.resyncs, check: 'bbo', compared: st.compared, matched: st.matched };
+    return out;
+  }
+
+  /** The book Vigil rebuilt for a canonical symbol (undefined before its first frame). For tests and tools. */
+  orderBook(symbol: string): { book: OrderBook; synced: boolean } | undefined {
+    const st = this.symbols.get(symbol);
+    return st === undefined ? undefined : { book: st.book, synced: st.synced };
+  }
 
   normalize(frame: RawFrame, out: CanonicalEvent[]): string | undefined {
     const recvTs = frame.recvTs;
@@ -149,6 +298,7 @@ class BinanceNormalizer implements Normalizer {
     if (msg === null || typeof msg !== 'object') {
       throw new MalformedFrameError(`unknown structure: expected a JSON object, got ${describe(frame.data)}`);
     }
+    if (frame.channel === STATUS_CHANNEL) return this.status(msg as Json, recvTs, out);
     if (Array.isArray(msg)) return ignoredArray(msg);
 
     let p = msg as Json;
@@ -173,26 +323,20 @@ class BinanceNormalizer implements Normalizer {
           out.push(this.aggTrade(p, stream, recvTs));
           return undefined;
         case 'depthUpdate':
-          out.push(this.depthUpdate(p, stream, recvTs));
-          return undefined;
+          return this.depthUpdate(p, stream, recvTs, out);
         case 'bookTicker':
-          out.push(this.bookTicker(p, stream, recvTs));
-          return undefined;
+          return this.bookTicker(p, stream, recvTs, out);
         default:
           if (IGNORED_EVENT_TYPES.has(e)) return e;
           throw new MalformedFrameError(`unknown event type "${e}"`);
       }
     }
-    if ('u' in p && 'b' in p && 'a' in p) {
-      out.push(this.bookTicker(p, stream, recvTs));
-      return undefined;
-    }
+    if ('u' in p && 'b' in p && 'a' in p) return this.bookTicker(p, stream, recvTs, out);
     if ('lastUpdateId' in p) {
       // Partial book depth streams (<symbol>@depth5/10/20) have the snapshot's shape but hold only the
       // top levels: not a full snapshot, so not a book event.
       if (stream !== undefined && /@depth\d/.test(stream)) return 'partialDepth';
-      out.push(this.snapshot(p, frame, recvTs));
-      return undefined;
+      return this.snapshot(p, frame, recvTs, out);
     }
     if ('result' in p && 'id' in p) return 'subscription-ack';
     if ('code' in p || 'msg' in p || 'error' in p) {
@@ -203,12 +347,54 @@ class BinanceNormalizer implements Normalizer {
     throw new MalformedFrameError(`unknown structure: object with keys {${keys}}${stream ? ` on stream ${stream}` : ''}`);
   }
 
+  // ------------------------------------------------------------ symbols
+
+  private symbolOf(p: Json, stream: string | undefined, ctx: string): string {
+    const s = p.s;
+    if (typeof s === 'string' && s.length > 0) return this.market.symbol(s);
+    const fromStream = streamSymbol(stream);
+    if (fromStream !== undefined) return this.market.symbol(fromStream);
+    throw new MalformedFrameError(`${ctx}: missing symbol (s)`);
+  }
+
+  private state(symbol: string, native: string): SymbolState {
+    let st = this.symbols.get(symbol);
+    if (st === undefined) {
+      st = new SymbolState(symbol, native);
+      this.symbols.set(symbol, st);
+    }
+    return st;
+  }
+
+  // ------------------------------------------------------------ status frames
+
+  private status(p: Json, recvTs: number, out: CanonicalEvent[]): string | undefined {
+    const status = p.status;
+    if (typeof status !== 'string' || !FEED_STATUSES.has(status)) {
+      throw new MalformedFrameError(`status frame: status must be connected, disconnected or stale, got ${describe(status)}`);
+    }
+    const reason = typeof p.reason === 'string' ? p.reason : '';
+    const symbols = p.symbols;
+    if (!Array.isArray(symbols) || symbols.some((s) => typeof s !== 'string')) {
+      throw new MalformedFrameError(`status frame: symbols must be an array of strings, got ${describe(JSON.stringify(symbols))}`);
+    }
+    const ts = Math.floor(recvTs);
+    const mapped = (symbols as string[]).map((native) => [native, this.market.symbol(native)] as const);
+    for (const [native, symbol] of mapped) {
+      out.push({ kind: 'status', venue: this.venue, symbol, ts, recvTs, status: status as FeedStatus['status'], reason });
+      if (status !== 'connected') this.state(symbol, native.toUpperCase()).reset(false);
+    }
+    return undefined;
+  }
+
+  // ------------------------------------------------------------ trades and quotes
+
   private trade(p: Json, stream: string | undefined, recvTs: number): Trade {
     const ctx = 'trade';
     return {
       kind: 'trade',
-      venue: VENUE,
-      symbol: symbolOf(p, stream, ctx),
+      venue: this.venue,
+      symbol: this.symbolOf(p, stream, ctx),
       ts: int(p.T, ctx, 'trade time (T)'),
       recvTs,
       price: price(p.p, ctx, 'price (p)'),
@@ -222,8 +408,8 @@ class BinanceNormalizer implements Normalizer {
     const ctx = 'aggTrade';
     return {
       kind: 'trade',
-      venue: VENUE,
-      symbol: symbolOf(p, stream, ctx),
+      venue: this.venue,
+      symbol: this.symbolOf(p, stream, ctx),
       ts: int(p.T, ctx, 'trade time (T)'),
       recvTs,
       price: price(p.p, ctx, 'price (p)'),
@@ -235,14 +421,14 @@ class BinanceNormalizer implements Normalizer {
     };
   }
 
-  private bookTicker(p: Json, stream: string | undefined, recvTs: number): Quote {
+  private bookTicker(p: Json, stream: string | undefined, recvTs: number, out: CanonicalEvent[]): undefined {
     const ctx = 'bookTicker';
     // Spot bookTicker has no event time; futures has E (event) and T (transaction).
     const ts = p.E !== undefined ? int(p.E, ctx, 'event time (E)') : p.T !== undefined ? int(p.T, ctx, 'time (T)') : Math.floor(recvTs);
-    return {
+    const q: Quote = {
       kind: 'quote',
-      venue: VENUE,
-      symbol: symbolOf(p, stream, ctx),
+      venue: this.venue,
+      symbol: this.symbolOf(p, stream, ctx),
       ts,
       recvTs,
       bidPx: nonNegative(p.b, ctx, 'bid price (b)'),
@@ -251,14 +437,20 @@ class BinanceNormalizer implements Normalizer {
       askQty: nonNegative(p.A, ctx, 'ask qty (A)'),
       seq: int(p.u, ctx, 'update id (u)'),
     };
+    out.push(q);
+    const native = typeof p.s === 'string' ? p.s.toUpperCase() : streamSymbol(stream)!;
+    this.onTicker(this.state(q.symbol, native), { u: q.seq!, b: q.bidPx, B: q.bidQty, a: q.askPx, A: q.askQty });
+    return undefined;
   }
 
-  private depthUpdate(p: Json, stream: string | undefined, recvTs: number): Book {
+  // ------------------------------------------------------------ book
+
+  private depthUpdate(p: Json, stream: string | undefined, recvTs: number, out: CanonicalEvent[]): string | undefined {
     const ctx = 'depthUpdate';
-    const symbol = symbolOf(p, stream, ctx);
-    const book: Book = {
+    const symbol = this.symbolOf(p, stream, ctx);
+    const d: Book = {
       kind: 'book',
-      venue: VENUE,
+      venue: this.venue,
       symbol,
       ts: int(p.E, ctx, 'event time (E)'),
       recvTs,
@@ -268,26 +460,31 @@ class BinanceNormalizer implements Normalizer {
       bids: levels(p.b, ctx, 'bids (b)'),
       asks: levels(p.a, ctx, 'asks (a)'),
     };
-    if (p.pu !== undefined) book.prevSeq = int(p.pu, ctx, 'previous update id (pu)');
-    this.lastDepthSymbol = symbol;
-    return book;
+    if (p.pu !== undefined) d.prevSeq = int(p.pu, ctx, 'previous update id (pu)');
+    else if (this.market.sync === 'futures') throw new MalformedFrameError(`${ctx}: previous update id (pu) missing`);
+    if (d.firstSeq! > d.seq) throw new MalformedFrameError(`${ctx}: first update id U=${d.firstSeq} > final update id u=${d.seq}`);
+    const native = typeof p.s === 'string' ? p.s.toUpperCase() : streamSymbol(stream)!;
+    const st = this.state(symbol, native);
+    this.lastDepth = st;
+    return this.onDiff(st, d, out);
   }
 
-  private snapshot(p: Json, frame: RawFrame, recvTs: number): Book {
+  private snapshot(p: Json, frame: RawFrame, recvTs: number, out: CanonicalEvent[]): string | undefined {
     const ctx = 'depth snapshot';
-    let symbol: string | undefined;
+    let st: SymbolState | undefined;
     const channel = frame.channel;
     if (channel !== undefined && channel.startsWith('rest:depth:') && channel.length > 11) {
-      symbol = binanceSymbol(channel.slice(11));
+      const native = channel.slice(11).toUpperCase();
+      st = this.state(this.market.symbol(native), native);
     } else {
-      symbol = this.lastDepthSymbol;
+      st = this.lastDepth;
     }
-    if (symbol === undefined) throw new MalformedFrameError('depth snapshot without symbol');
+    if (st === undefined) throw new MalformedFrameError('depth snapshot without symbol');
     const seq = int(p.lastUpdateId, ctx, 'lastUpdateId');
-    return {
+    const snap: Book = {
       kind: 'book',
-      venue: VENUE,
-      symbol,
+      venue: this.venue,
+      symbol: st.symbol,
       ts: Math.floor(recvTs),
       recvTs,
       seq,
@@ -296,6 +493,119 @@ class BinanceNormalizer implements Normalizer {
       bids: levels(p.bids, ctx, 'bids'),
       asks: levels(p.asks, ctx, 'asks'),
     };
+    // A synced book does not need it (a duplicate fetch): the diffs keep it exact.
+    if (st.synced) return 'snapshot-while-synced';
+    st.snapshot = snap;
+    this.trySync(st, out);
+    return undefined;
+  }
+
+  /** A diff for a symbol: apply it (synced), or buffer it and see whether a waiting snapshot can be applied. */
+  private onDiff(st: SymbolState, d: Book, out: CanonicalEvent[]): string | undefined {
+    if (st.synced) {
+      if (this.market.sync === 'spot') {
+        if (d.seq <= st.lastU) return 'depth-duplicate';
+        if (d.firstSeq !== st.lastU + 1) {
+          this.gap(st, d, out, `sequence gap: expected U=${st.lastU + 1}, got U=${d.firstSeq} (u=${d.seq})`);
+          return undefined;
+        }
+      } else if (d.prevSeq !== st.lastU) {
+        this.gap(st, d, out, `sequence gap: expected pu=${st.lastU}, got pu=${d.prevSeq} (U=${d.firstSeq}, u=${d.seq})`);
+        return undefined;
+      }
+      this.apply(st, d, out);
+      return undefined;
+    }
+    if (st.buffer.length >= MAX_BUFFERED_DIFFS) st.buffer.shift();
+    st.buffer.push(d);
+    if (st.snapshot !== undefined) this.trySync(st, out);
+    return undefined;
+  }
+
+  /** With a snapshot waiting: drop the diffs it covers; if the next one bridges it, the book is synced. */
+  private trySync(st: SymbolState, out: CanonicalEvent[]): void {
+    const snap = st.snapshot!;
+    const L = snap.seq;
+    const spot = this.market.sync === 'spot';
+    const buf = st.buffer;
+    let i = 0;
+    while (i < buf.length && (spot ? buf[i]!.seq <= L : buf[i]!.seq < L)) i++;
+    if (i >= buf.length) {
+      st.buffer = [];
+      return; // every buffered diff is older than the snapshot: wait for the next one
+    }
+    const first = buf[i]!;
+    const bridges = spot ? first.firstSeq! <= L + 1 : first.firstSeq! <= L;
+    if (!bridges) {
+      st.snapshot = undefined;
+      st.buffer = buf.slice(i);
+      const reason = `snapshot lastUpdateId=${L} is older than the first buffered diff (U=${first.firstSeq})`;
+      this.context.requestResync?.(st.native, reason);
+      return;
+    }
+    st.snapshot = undefined;
+    st.buffer = [];
+    const book = st.book;
+    book.clear();
+    for (const [px, q] of snap.bids) if (q > 0) book.bids.set(px, q);
+    for (const [px, q] of snap.asks) if (q > 0) book.asks.set(px, q);
+    book.seq = L;
+    book.synced = true;
+    st.synced = true;
+    st.lastU = L;
+    out.push(snap);
+    out.push({ kind: 'status', venue: this.venue, symbol: st.symbol, ts: snap.ts, recvTs: snap.recvTs, status: 'book_synced', reason: `snapshot lastUpdateId=${L}` });
+    this.apply(st, first, out);
+    for (let j = i + 1; j < buf.length; j++) this.onDiff(st, buf[j]!, out);
+  }
+
+  private apply(st: SymbolState, d: Book, out: CanonicalEvent[]): void {
+    const book = st.book;
+    for (const [px, q] of d.bids) book.bids.set(px, q);
+    for (const [px, q] of d.asks) book.asks.set(px, q);
+    book.seq = d.seq;
+    st.lastU = d.seq;
+    out.push(d);
+    const bid = book.bids.best;
+    const ask = book.asks.best;
+    const top: TopAt = { u: d.seq, bidPx: bid?.price ?? 0, bidQty: bid?.qty ?? 0, askPx: ask?.price ?? 0, askQty: ask?.qty ?? 0 };
+    const last = st.tickers[st.tickers.length - 1];
+    if (last !== undefined && last.u > d.seq) this.compare(st, top);
+    else st.pending.push(top);
+  }
+
+  private gap(st: SymbolState, d: Book, out: CanonicalEvent[], reason: string): void {
+    st.resyncs++;
+    st.reset(true);
+    st.buffer.push(d); // it may bridge the next snapshot
+    out.push({ kind: 'status', venue: this.venue, symbol: st.symbol, ts: d.ts, recvTs: d.recvTs, status: 'book_reset', reason });
+    this.context.requestResync?.(st.native, reason);
+  }
+
+  // ------------------------------------------------------------ consistency with bookTicker
+
+  private onTicker(st: SymbolState, t: Ticker): void {
+    const tickers = st.tickers;
+    if (tickers.length >= TICKER_HISTORY) tickers.splice(0, TICKER_HISTORY / 2);
+    tickers.push(t);
+    const pending = st.pending;
+    if (pending.length === 0 || pending[0]!.u >= t.u) return;
+    let n = 0;
+    while (n < pending.length && pending[n]!.u < t.u) this.compare(st, pending[n++]!);
+    st.pending = n === pending.length ? [] : pending.slice(n);
+  }
+
+  /** Compares the top after update `top.u` with the latest bookTicker whose id is <= top.u. */
+  private compare(st: SymbolState, top: TopAt): void {
+    const tickers = st.tickers;
+    for (let i = tickers.length - 1; i >= 0; i--) {
+      const t = tickers[i]!;
+      if (t.u > top.u) continue;
+      st.compared++;
+      if (t.b === top.bidPx && t.B === top.bidQty && t.a === top.askPx && t.A === top.askQty) st.matched++;
+      return;
+    }
+    // No bookTicker at or before this update seen (start of the stream): not comparable.
   }
 }
 
@@ -312,313 +622,101 @@ function ignoredArray(arr: unknown[]): string {
 
 // ---------------------------------------------------------------- live connection
 
-export const BINANCE_WS_URL = 'wss://stream.binance.com:9443';
-export const BINANCE_REST_URL = 'https://api.binance.com';
-export const BACKOFF_BASE_MS = 500;
-export const BACKOFF_CAP_MS = 30_000;
-/** Queue length at which the socket is paused, and the length at which it resumes. */
-export const QUEUE_HIGH_WATER = 2048;
-export const QUEUE_LOW_WATER = 512;
-/** A connection with neither a message nor a pong for this long is considered dead. */
-const HEARTBEAT_MS = 30_000;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
-const SNAPSHOT_ATTEMPTS = 5;
-const CLOSE_GRACE_MS = 1_000;
-
-/** Capped exponential backoff with "equal jitter": uniform in [d/2, d], d = min(cap, base·2^attempt). */
-export function backoffDelay(attempt: number, random: () => number = Math.random): number {
-  const d = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(Math.max(attempt, 0), 30));
-  return d / 2 + (random() * d) / 2;
+/** The combined-stream URL for venue-native symbols and per-symbol streams (lower case). */
+export function combinedStreamUrl(wsUrl: string, nativeSymbols: readonly string[], streams: readonly string[]): string {
+  const all = nativeSymbols.flatMap((s) => {
+    const l = s.toLowerCase();
+    return streams.map((st) => `${l}@${st}`);
+  });
+  return `${wsUrl.replace(/\/+$/, '')}/stream?streams=${all.join('/')}`;
 }
 
-/** The combined-stream URL for the symbols (trade, bookTicker, depth@100ms each). */
+/** The spot combined-stream URL for the symbols (trade, bookTicker, depth@100ms each). */
 export function binanceStreamUrl(wsUrl: string, symbols: readonly string[]): string {
-  const streams = symbols.flatMap((s) => {
-    const l = binanceWireSymbol(s).toLowerCase();
-    return [`${l}@trade`, `${l}@bookTicker`, `${l}@depth@100ms`];
-  });
-  return `${wsUrl.replace(/\/+$/, '')}/stream?streams=${streams.join('/')}`;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-function rawDataToString(data: WebSocket.RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
+  return combinedStreamUrl(wsUrl, symbols.map(binanceWireSymbol), SPOT_STREAMS);
 }
 
 /** `{"stream":"btcusdt@depth@100ms",...` → `btcusdt@depth@100ms` without parsing the whole frame. */
 function streamName(text: string): string | undefined {
   const prefix = '{"stream":"';
-  if (text.startsWith(prefix)) {
-    const end = text.indexOf('"', prefix.length);
-    return end > 0 ? text.slice(prefix.length, end) : undefined;
-  }
-  try {
-    const msg = JSON.parse(text) as unknown;
-    if (msg !== null && typeof msg === 'object' && typeof (msg as Json).stream === 'string') return (msg as Json).stream as string;
-  } catch {
-    // not JSON: the normalizer will report it
-  }
-  return undefined;
+  if (!text.startsWith(prefix)) return undefined;
+  const end = text.indexOf('"', prefix.length);
+  return end > 0 ? text.slice(prefix.length, end) : undefined;
 }
-
-type QueueItem = { t: 'frame'; frame: RawFrame } | { t: 'end'; reason: string };
 
 /**
- * FIFO between the socket and the consumer. Never drops: at the high-water mark it asks the producer
- * to pause (ws stops reading the TCP socket, so the kernel window pushes back on the venue) and at the
- * low-water mark to resume. Items the socket had already buffered when paused are still accepted.
+ * The venue protocol of a Binance market: streams in the URL (nothing to subscribe after open), a REST
+ * depth snapshot fetched after each symbol's first depth diff on every connection and on resync
+ * (emitted with channel `rest:depth:<SYMBOL>`), a planned reconnect before the 24 h limit. Binance
+ * sends the pings; ws answers them.
  */
-class BackpressureQueue {
-  private items: (QueueItem | undefined)[] = [];
-  private head = 0;
-  private waiter: (() => void) | undefined;
-  paused = false;
+export function binanceProtocol(market: BinanceMarket): VenueProtocol {
+  /** Per connection: symbols whose snapshot has been requested. */
+  const requested = new WeakMap<ConnectionContext, Set<string>>();
 
-  constructor(
-    private readonly onHigh: () => void,
-    private readonly onLow: () => void,
-  ) {}
-
-  get size(): number {
-    return this.items.length - this.head;
-  }
-
-  push(item: QueueItem): void {
-    this.items.push(item);
-    if (!this.paused && this.size >= QUEUE_HIGH_WATER) {
-      this.paused = true;
-      this.onHigh();
-    }
-    this.wake();
-  }
-
-  shift(): QueueItem | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    if (this.paused && this.size <= QUEUE_LOW_WATER) {
-      this.paused = false;
-      this.onLow();
-    }
-    return item;
-  }
-
-  wait(): Promise<void> {
-    return new Promise((resolve) => {
-      this.waiter = resolve;
-    });
-  }
-
-  wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
-  }
-}
-
-type Log = (msg: string, extra?: Record<string, unknown>) => void;
-
-/** One WebSocket connection plus its REST snapshots. Ends (never restarts) on close, error or abort. */
-class LiveConnection {
-  private readonly ws: WebSocket;
-  private readonly queue: BackpressureQueue;
-  /** Cancels snapshot fetches and their retry sleeps when the connection ends. */
-  private readonly ctrl = new AbortController();
-  /** Wire symbols whose first depthUpdate has not been seen yet on this connection. */
-  private readonly awaitingDepth: Set<string>;
-  private readonly origin: string;
-  private readonly heartbeat: NodeJS.Timeout;
-  private ended = false;
-  private aborted = false;
-  private alive = true;
-  /** Frames received from the socket (not counting snapshots). */
-  received = 0;
-
-  constructor(
-    url: string,
-    private readonly restBase: string,
-    symbols: readonly string[],
-    connId: number,
-    private readonly log: Log,
-    private readonly signal: AbortSignal | undefined,
-  ) {
-    this.origin = `binance:ws#${connId}`;
-    this.awaitingDepth = new Set(symbols);
-    this.queue = new BackpressureQueue(
-      () => this.ws.pause(),
-      () => this.ws.resume(),
+  function fetchSnapshot(sym: string, ctx: ConnectionContext): void {
+    const url = `${ctx.restUrl}${market.restDepthPath}?symbol=${sym}&limit=${DEPTH_LIMIT}`;
+    ctx.fetchText(url).then(
+      (text) => ctx.emit(text, `rest:depth:${sym}`),
+      (err: unknown) => {
+        if (err instanceof FetchCancelledError) return;
+        ctx.log(`${market.venue}: depth snapshot for ${sym} failed, next try in ${SNAPSHOT_RETRY_MS / 1000} s`, { symbol: sym, error: (err as Error).message });
+        setTimeout(() => fetchSnapshot(sym, ctx), SNAPSHOT_RETRY_MS).unref();
+      },
     );
-    this.ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
-    this.ws.on('open', () => this.log('binance: connected', { url, conn: connId }));
-    this.ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
-    this.ws.on('pong', () => {
-      this.alive = true;
-    });
-    this.ws.on('error', (err) => this.end(`error: ${err.message}`));
-    this.ws.on('close', (code, reason) => this.end(`closed (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`));
-    this.heartbeat = setInterval(() => this.checkAlive(), HEARTBEAT_MS);
-    this.heartbeat.unref();
-    signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
-  private readonly onAbort = (): void => {
-    this.aborted = true;
-    this.end('aborted');
-  };
-
-  private checkAlive(): void {
-    if (this.ended || this.ws.readyState !== WebSocket.OPEN) return;
-    if (this.queue.paused) return; // we are not reading, so silence proves nothing
-    if (!this.alive) {
-      this.end(`no message or pong for ${HEARTBEAT_MS} ms`);
-      return;
-    }
-    this.alive = false;
-    this.ws.ping();
-  }
-
-  private onMessage(data: WebSocket.RawData, _isBinary: boolean): void {
-    if (this.ended) return;
-    this.alive = true;
-    this.received++;
-    const text = rawDataToString(data);
-    this.queue.push({ t: 'frame', frame: { recvTs: Date.now(), source: VENUE, data: text, origin: this.origin } });
-    if (this.awaitingDepth.size > 0) {
-      const stream = streamName(text);
-      if (stream === undefined) return;
-      const at = stream.indexOf('@');
-      if (at <= 0 || !stream.startsWith('@depth', at)) return;
-      const sym = stream.slice(0, at).toUpperCase();
-      if (this.awaitingDepth.delete(sym)) void this.fetchSnapshot(sym);
-    }
-  }
-
-  private async fetchSnapshot(sym: string): Promise<void> {
-    const url = `${this.restBase}/api/v3/depth?symbol=${sym}&limit=1000`;
-    for (let attempt = 0; attempt < SNAPSHOT_ATTEMPTS; attempt++) {
-      try {
-        const res = await fetch(url, { signal: this.ctrl.signal });
-        const text = await res.text();
-        if (!res.ok) throw new Error(`HTTP ${res.status}: ${text.slice(0, 200)}`);
-        if (this.ended) return;
-        this.queue.push({
-          t: 'frame',
-          frame: { recvTs: Date.now(), source: VENUE, data: text, channel: `rest:depth:${sym}`, origin: url },
-        });
-        return;
-      } catch (err) {
-        if (this.ended) return;
-        this.log('binance: depth snapshot failed', { symbol: sym, attempt: attempt + 1, error: (err as Error).message });
-        if (!(await sleep(backoffDelay(attempt), this.ctrl.signal))) return;
-      }
-    }
-    this.end(`depth snapshot for ${sym} failed ${SNAPSHOT_ATTEMPTS} times`);
-  }
-
-  /** Marks the connection finished: the consumer gets the queued frames, then the end. */
-  private end(reason: string): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.queue.push({ t: 'end', reason });
-    this.shutdown();
-  }
-
-  private shutdown(): void {
-    clearInterval(this.heartbeat);
-    this.ctrl.abort();
-    this.signal?.removeEventListener('abort', this.onAbort);
-    const ws = this.ws;
-    if (ws.readyState === WebSocket.OPEN) {
-      ws.close(1000);
-      if (ws.isPaused) ws.resume(); // let the close handshake be read
-      setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
-    } else if (ws.readyState === WebSocket.CONNECTING) {
-      ws.terminate();
-    }
-  }
-
-  async next(): Promise<QueueItem> {
-    for (;;) {
-      if (this.aborted) return { t: 'end', reason: 'aborted' };
-      const item = this.queue.shift();
-      if (item !== undefined) return item;
-      await this.queue.wait();
-    }
-  }
-
-  /** Called by the consumer side when it stops (break, abort or end). */
-  close(): void {
-    if (!this.ended) {
-      this.ended = true;
-      this.shutdown();
-    }
-  }
-}
-
-async function* connectBinance(options: LiveFeedOptions): AsyncGenerator<RawFrame, void, undefined> {
-  const symbols = [...new Set(options.symbols.map(binanceWireSymbol))].filter((s) => s.length > 0);
-  if (symbols.length === 0) throw new VigilError(ERR.FEED, 'binance: no symbols to subscribe to', 400);
-  for (const s of symbols) {
-    // Fail fast on symbols we could never normalize.
-    try {
-      binanceSymbol(s);
-    } catch (err) {
-      throw new VigilError(ERR.FEED, `binance: cannot subscribe to ${s}: ${(err as Error).message}`, 400, { symbol: s });
-    }
-  }
-  const url = binanceStreamUrl(options.wsUrl ?? BINANCE_WS_URL, symbols);
-  const restBase = (options.restUrl ?? BINANCE_REST_URL).replace(/\/+$/, '');
-  const signal = options.signal;
-  const log: Log = options.log ?? (() => {});
-
-  let attempt = 0;
-  let connId = 0;
-  while (!signal?.aborted) {
-    connId++;
-    const conn = new LiveConnection(url, restBase, symbols, connId, log, signal);
-    let reason = 'ended';
-    try {
-      for (;;) {
-        const item = await conn.next();
-        if (item.t === 'end') {
-          reason = item.reason;
-          break;
+  return {
+    venue: market.venue,
+    defaultWsUrl: market.defaultWsUrl,
+    defaultRestUrl: market.defaultRestUrl,
+    nativeSymbols(symbols: string[]): string[] {
+      return symbols.map((s) => {
+        const w = market.wireSymbol(s);
+        try {
+          market.symbol(w); // fail fast on symbols we could never normalize
+        } catch (err) {
+          throw new VigilError(ERR.FEED, `${market.venue}: cannot subscribe to ${s}: ${(err as Error).message}`, 400, { symbol: s });
         }
-        attempt = 0; // the connection delivered data: the next failure starts the backoff over
-        yield item.frame;
+        return w;
+      });
+    },
+    url: (wsUrl, symbols) => combinedStreamUrl(wsUrl, symbols, market.streams),
+    subscribeMessages: () => [],
+    subscribeRatePerSec: 5,
+    maxConnectionMs: BINANCE_MAX_CONNECTION_MS,
+    onOpen(ctx) {
+      requested.set(ctx, new Set());
+    },
+    onFrame(data, ctx) {
+      const stream = streamName(data);
+      if (stream === undefined) return true;
+      const at = stream.indexOf('@');
+      if (at <= 0 || !stream.startsWith('@depth', at) || /^@depth\d/.test(stream.slice(at))) return true;
+      const sym = stream.slice(0, at).toUpperCase();
+      const set = requested.get(ctx);
+      if (set !== undefined && !set.has(sym)) {
+        set.add(sym);
+        fetchSnapshot(sym, ctx);
       }
-    } finally {
-      conn.close();
-    }
-    if (signal?.aborted) break;
-    const delay = backoffDelay(attempt++);
-    log('binance: connection lost, reconnecting', { reason, conn: connId, delayMs: Math.round(delay) });
-    if (!(await sleep(delay, signal))) break;
-  }
+      return true;
+    },
+    resync(symbol, ctx) {
+      requested.get(ctx)?.add(symbol);
+      fetchSnapshot(symbol, ctx);
+    },
+  };
 }
 
-export const binanceAdapter: VenueAdapter = {
-  name: VENUE,
-  createNormalizer: () => new BinanceNormalizer(),
-  connect: (options: LiveFeedOptions) => connectBinance(options),
-};
+export const binanceSpotProtocol: VenueProtocol = binanceProtocol(binanceSpotMarket);
+
+/** A VenueAdapter for a Binance market. */
+export function binanceMarketAdapter(market: BinanceMarket, protocol: VenueProtocol = binanceProtocol(market)): VenueAdapter {
+  return {
+    name: market.venue,
+    createNormalizer: (context?: NormalizerContext) => new BinanceNormalizer(market, context),
+    connect: (options: LiveFeedOptions) => connectVenue(protocol, options),
+  };
+}
+
+export const binanceAdapter: VenueAdapter = binanceMarketAdapter(binanceSpotMarket, binanceSpotProtocol);

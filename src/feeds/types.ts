@@ -26,6 +26,24 @@ export class MalformedFrameError extends Error {
   }
 }
 
+/** Frames Vigil itself puts into a feed's stream (and so into recordings): connection status. */
+export const STATUS_CHANNEL = 'vigil:status';
+/** RawFrame.data of a STATUS_CHANNEL frame. */
+export interface StatusFrameData {
+  status: 'connected' | 'disconnected' | 'stale';
+  reason: string;
+  /** Venue-native symbols the connection carries (e.g. BTCUSDT, XBT/USD, BTC-USDT-SWAP). */
+  symbols: string[];
+}
+
+export interface NormalizerContext {
+  /**
+   * Asks the live connection to rebuild one symbol's book (sequence gap, checksum mismatch). In a
+   * replay nobody listens: the recording already holds whatever the live connection did.
+   */
+  requestResync?(symbol: string, reason: string): void;
+}
+
 export interface Normalizer {
   readonly venue: string;
   /**
@@ -35,6 +53,22 @@ export interface Normalizer {
    * Throws MalformedFrameError when the frame is broken.
    */
   normalize(frame: RawFrame, out: CanonicalEvent[]): string | undefined;
+  /**
+   * Per-symbol book figures for the run summary: resyncs (gaps, checksum mismatches) and, where the
+   * venue sends both a book and its own best bid/offer, how often the rebuilt top matched it.
+   */
+  bookReport?(): Record<string, BookReport>;
+}
+
+export interface BookReport {
+  resyncs: number;
+  /**
+   * What `compared`/`matched` count: `bbo` — the rebuilt top of book against the venue's own best
+   * bid/offer stream, after sync; `checksum` — the venue's book checksums verified against the rebuilt book.
+   */
+  check?: 'bbo' | 'checksum';
+  compared?: number;
+  matched?: number;
 }
 
 export interface LiveFeedOptions {
@@ -46,10 +80,18 @@ export interface LiveFeedOptions {
   log?: (msg: string, extra?: Record<string, unknown>) => void;
 }
 
+export interface LiveFeed extends AsyncIterable<RawFrame> {
+  /** Rebuild one symbol's book: refetch its snapshot or resubscribe it, as the venue requires. */
+  resync(symbol: string, reason: string): void;
+}
+
 export interface VenueAdapter {
   /** Registry name, also RawFrame.source, e.g. `binance`. */
   readonly name: string;
-  createNormalizer(): Normalizer;
-  /** Live frames (including REST snapshots, with their channel) as an async iterator. */
-  connect?(options: LiveFeedOptions): AsyncIterable<RawFrame>;
+  createNormalizer(context?: NormalizerContext): Normalizer;
+  /**
+   * Live frames (including REST snapshots, with their channel, and STATUS_CHANNEL frames on connect,
+   * disconnect and staleness) as an async iterator.
+   */
+  connect?(options: LiveFeedOptions): LiveFeed;
 }
