@@ -120,7 +120,7 @@ export const metricSchema = z.object({
  * Feed status, emitted by Vigil itself (not the venue) for every subscribed symbol of a connection, so
  * detectors never read a feed gap or a book rebuild as market behaviour.
  */
-export const feedStatusSchema = z.enum(['connected', 'disconnected', 'book_reset', 'book_synced', 'stale']);
+export const feedStatusSchema = z.enum(['connected', 'disconnected', 'book_reset', 'book_synced', 'stale', 'gap']);
 export const statusSchema = z.object({
   kind: z.literal('status'),
   venue: z.string().min(1),

@@ -1,9 +1,19 @@
 /** Venue adapters by name (also RawFrame.source). */
 import { ERR, VigilError } from '../core/errors.ts';
 import { binanceAdapter } from './binance.ts';
+import { binanceFuturesAdapter } from './binance-futures.ts';
+import { bybitAdapter } from './bybit.ts';
+import { coinbaseAdapter, coinbaseAdvancedAdapter } from './coinbase.ts';
+import { krakenAdapter } from './kraken.ts';
+import { okxAdapter } from './okx.ts';
+import { mappedAdapter } from './mapping.ts';
+import { orderFlowAdapter } from './orderflow.ts';
+import { transactionsAdapter } from './transactions.ts';
 import type { VenueAdapter } from './types.ts';
 
-export const venues: Record<string, VenueAdapter> = { binance: binanceAdapter };
+export const venues: Record<string, VenueAdapter> = { binance: binanceAdapter, 'binance-futures': binanceFuturesAdapter, bybit: bybitAdapter, okx: okxAdapter, kraken: krakenAdapter, coinbase: coinbaseAdapter, 'coinbase-advanced': coinbaseAdvancedAdapter };
+// Vigil's own order-flow and transaction streams, and providers' JSON streams through a mapping file.
+Object.assign(venues, { orderflow: orderFlowAdapter, transactions: transactionsAdapter, mapped: mappedAdapter });
 
 /** The adapter for `name`; throws VigilError (VIGIL_ERR_FEED, 400) naming the known venues. */
 export function getAdapter(name: string): VenueAdapter {

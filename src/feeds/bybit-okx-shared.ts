@@ -1,0 +1,323 @@
+/**
+ * Helpers shared by the Bybit v5 and OKX v5 normalizers: both venues send the book snapshot in band
+ * (no REST bootstrap), number their book updates per symbol, and send prices and sizes as strings.
+ *
+ * - field checks for the hot path (no zod): prices finite and > 0, sizes finite and >= 0, integer times;
+ * - `parseLevels`: a venue's `[["px","sz",…],…]` into the event's [price, qty] pairs plus the venue text
+ *   (kept in the OrderBook for checksums over the strings as sent);
+ * - `SymbolBooks`: one OrderBook per canonical symbol plus the bookkeeping every venue needs — book_reset
+ *   (status event, clear, ask the live connection to resync, count) and book_synced, STATUS_CHANNEL frames,
+ *   derived quotes for symbols without a venue ticker, and the per-symbol `bookReport`.
+ */
+import type { CanonicalEvent, FeedStatus } from '../core/events.ts';
+import { OrderBook } from './book/order-book.ts';
+import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
+import type { BookReport, NormalizerContext, RawFrame, StatusFrameData } from './types.ts';
+
+export type Json = Record<string, unknown>;
+export type Pair = [number, number];
+
+export { STATUS_CHANNEL };
+
+// ---------------------------------------------------------------- field helpers
+
+/** A short printable form of a bad value for error reasons. */
+export function describe(v: unknown): string {
+  if (v === undefined) return 'missing';
+  let s: string;
+  if (typeof v === 'string') s = JSON.stringify(v);
+  else if (v !== null && typeof v === 'object') {
+    try {
+      s = JSON.stringify(v) ?? String(v);
+    } catch {
+      s = String(v);
+    }
+  } else s = String(v);
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}
+
+function toNumber(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && v.length > 0 && v.length <= 64) return +v;
+  return NaN;
+}
+
+/** A price: finite and > 0. */
+export function price(v: unknown, ctx: string, field: string): number {
+  const n = toNumber(v);
+  if (n > 0 && n !== Infinity) return n;
+  throw new MalformedFrameError(`${ctx}: ${field} must be a positive number, got ${describe(v)}`);
+}
+
+/** A size: finite and >= 0. */
+export function size(v: unknown, ctx: string, field: string): number {
+  const n = toNumber(v);
+  if (n >= 0 && n !== Infinity) return n;
+  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative number, got ${describe(v)}`);
+}
+
+/** A best bid/ask price or size of a ticker: as `size`, but "" (an empty side) reads as 0. */
+export function quoteField(v: unknown, ctx: string, field: string): number {
+  if (v === '') return 0;
+  return size(v, ctx, field);
+}
+
+/** An epoch-ms time or a sequence number, as a JSON number or a decimal string: a non-negative safe integer. */
+export function int(v: unknown, ctx: string, field: string): number {
+  if (typeof v === 'number') {
+    if (Number.isSafeInteger(v) && v >= 0) return v;
+  } else if (typeof v === 'string' && /^\d{1,16}$/.test(v)) {
+    const n = +v;
+    if (Number.isSafeInteger(n)) return n;
+  }
+  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative integer, got ${describe(v)}`);
+}
+
+/** A signed 32-bit integer (OKX checksums), as a JSON number or a decimal string. */
+export function int32(v: unknown, ctx: string, field: string): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d{1,10}$/.test(v) ? +v : NaN;
+  if (Number.isInteger(n) && n >= -2147483648 && n <= 4294967295) return n | 0;
+  throw new MalformedFrameError(`${ctx}: ${field} must be a 32-bit integer, got ${describe(v)}`);
+}
+
+/** An id: a non-empty string or a safe integer. */
+export function id(v: unknown, ctx: string, field: string): string {
+  if (typeof v === 'string' && v.length > 0) return v;
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
+  throw new MalformedFrameError(`${ctx}: ${field} must be an id, got ${describe(v)}`);
+}
+
+export function object(v: unknown, ctx: string, field: string): Json {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Json;
+  throw new MalformedFrameError(`${ctx}: ${field} must be an object, got ${describe(v)}`);
+}
+
+export function array(v: unknown, ctx: string, field: string): unknown[] {
+  if (Array.isArray(v)) return v;
+  throw new MalformedFrameError(`${ctx}: ${field} must be an array, got ${describe(v)}`);
+}
+
+/** Checks the frame's recvTs and parses its text (one JSON.parse). */
+export function parseFrame(frame: RawFrame): unknown {
+  const recvTs = frame.recvTs;
+  if (!(recvTs >= 0 && recvTs !== Infinity)) {
+    throw new MalformedFrameError(`frame recvTs must be a non-negative number, got ${describe(recvTs)}`);
+  }
+  try {
+    return JSON.parse(frame.data) as unknown;
+  } catch (err) {
+    throw new MalformedFrameError(`invalid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** A side of a book message, parsed before anything is applied (a broken frame changes no book). */
+export interface ParsedSide {
+  /** [price, qty] pairs for the book event; qty 0 removes the level. */
+  pairs: Pair[];
+  /** The venue's text of each price and size, index for index. */
+  priceText: string[];
+  qtyText: string[];
+}
+
+/** `[["px","sz",…],…]` → pairs and texts. Each level needs at least a price and a size. */
+export function parseLevels(v: unknown, ctx: string, field: string): ParsedSide {
+  if (!Array.isArray(v)) throw new MalformedFrameError(`${ctx}: ${field} must be an array of [price, size], got ${describe(v)}`);
+  const n = v.length;
+  const pairs = new Array<Pair>(n);
+  const priceText = new Array<string>(n);
+  const qtyText = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    const lvl: unknown = v[i];
+    if (!Array.isArray(lvl) || lvl.length < 2) {
+      throw new MalformedFrameError(`${ctx}: ${field}[${i}] must be [price, size, …], got ${describe(lvl)}`);
+    }
+    const p0: unknown = lvl[0];
+    const q0: unknown = lvl[1];
+    // Inline checks: the messages are built only on failure (snapshots have hundreds of levels).
+    const px = toNumber(p0);
+    if (!(px > 0 && px !== Infinity)) price(p0, ctx, `${field}[${i}] price`);
+    const q = toNumber(q0);
+    if (!(q >= 0 && q !== Infinity)) size(q0, ctx, `${field}[${i}] size`);
+    pairs[i] = [px, q];
+    priceText[i] = typeof p0 === 'string' ? p0 : String(p0);
+    qtyText[i] = typeof q0 === 'string' ? q0 : String(q0);
+  }
+  return { pairs, priceText, qtyText };
+}
+
+/** Applies parsed levels to one side of a book. */
+export function applySide(book: OrderBook, side: 'bids' | 'asks', parsed: ParsedSide): void {
+  const s = book[side];
+  const { pairs, priceText, qtyText } = parsed;
+  for (let i = 0; i < pairs.length; i++) {
+    const pair = pairs[i]!;
+    s.set(pair[0], pair[1], priceText[i], qtyText[i]);
+  }
+}
+
+/** Parses a STATUS_CHANNEL frame's data. */
+export function parseStatusFrame(frame: RawFrame): StatusFrameData {
+  const msg = parseFrame(frame);
+  const ctx = 'status frame';
+  const o = object(msg, ctx, 'data');
+  const status = o.status;
+  if (status !== 'connected' && status !== 'disconnected' && status !== 'stale') {
+    throw new MalformedFrameError(`${ctx}: status must be connected, disconnected or stale, got ${describe(status)}`);
+  }
+  const reason = o.reason;
+  if (typeof reason !== 'string') throw new MalformedFrameError(`${ctx}: reason must be a string, got ${describe(reason)}`);
+  const symbols = array(o.symbols, ctx, 'symbols');
+  for (let i = 0; i < symbols.length; i++) {
+    if (typeof symbols[i] !== 'string' || (symbols[i] as string).length === 0) {
+      throw new MalformedFrameError(`${ctx}: symbols[${i}] must be a venue symbol, got ${describe(symbols[i])}`);
+    }
+  }
+  return { status, reason, symbols: symbols as string[] };
+}
+
+// ---------------------------------------------------------------- books per symbol
+
+/** One symbol's book and its figures. */
+export class SymbolBook {
+  readonly book = new OrderBook();
+  /** Book resets (sequence gaps, checksum mismatches) since the normalizer was created. */
+  resyncs = 0;
+  /** Venue checksums (or other top-of-book statements) compared with the rebuilt book, and how many matched. */
+  compared = 0;
+  matched = 0;
+  /** The venue's last sequence number for this book (OKX seqId), when it sends one. */
+  lastSeq: number | undefined;
+  /** The best bid/ask of the last derived quote; NaN before the first. */
+  private qbp = NaN;
+  private qbq = NaN;
+  private qap = NaN;
+  private qaq = NaN;
+
+  constructor(
+    /** Canonical symbol. */
+    readonly symbol: string,
+    /** Venue-native symbol, as the live connection's resync takes it. */
+    readonly native: string,
+  ) {}
+
+  /** Drops the book (and the derived-quote memory): it is rebuilt from the next snapshot. */
+  clear(): void {
+    this.book.clear();
+    this.lastSeq = undefined;
+    this.qbp = this.qbq = this.qap = this.qaq = NaN;
+  }
+
+  /**
+   * A snapshot replaces the levels. The sync state and the last derived quote stay: a snapshot of a
+   * synced book (Bybit resends them) is not a rebuild, and a quote is derived only if its top differs.
+   */
+  replaceLevels(): void {
+    this.book.bids.clear();
+    this.book.asks.clear();
+    this.lastSeq = undefined;
+  }
+
+  /** True when the best bid/ask (price or size) differs from the last derived quote; remembers it. */
+  topChanged(bp: number, bq: number, ap: number, aq: number): boolean {
+    if (bp === this.qbp && bq === this.qbq && ap === this.qap && aq === this.qaq) return false;
+    this.qbp = bp;
+    this.qbq = bq;
+    this.qap = ap;
+    this.qaq = aq;
+    return true;
+  }
+}
+
+export class SymbolBooks {
+  private readonly books = new Map<string, SymbolBook>();
+
+  constructor(
+    private readonly venue: string,
+    private readonly context: NormalizerContext | undefined,
+  ) {}
+
+  get(symbol: string, native: string): SymbolBook {
+    let b = this.books.get(symbol);
+    if (b === undefined) {
+      b = new SymbolBook(symbol, native);
+      this.books.set(symbol, b);
+    }
+    return b;
+  }
+
+  find(symbol: string): SymbolBook | undefined {
+    return this.books.get(symbol);
+  }
+
+  statusEvent(symbol: string, status: FeedStatus['status'], reason: string, ts: number, recvTs: number): FeedStatus {
+    return { kind: 'status', venue: this.venue, symbol, ts, recvTs, status, reason };
+  }
+
+  /**
+   * The book is inconsistent (gap, checksum mismatch): a `book_reset` status event, the book cleared,
+   * the live connection asked to resync this one symbol, the reset counted.
+   */
+  reset(b: SymbolBook, reason: string, ts: number, recvTs: number, out: CanonicalEvent[]): void {
+    b.resyncs++;
+    b.clear();
+    out.push(this.statusEvent(b.symbol, 'book_reset', reason, ts, recvTs));
+    this.context?.requestResync?.(b.native, reason);
+  }
+
+  /** A snapshot made the book whole: `book_synced` when it was not synced before. */
+  synced(b: SymbolBook, reason: string, ts: number, recvTs: number, out: CanonicalEvent[]): void {
+    if (!b.book.synced) {
+      b.book.synced = true;
+      out.push(this.statusEvent(b.symbol, 'book_synced', reason, ts, recvTs));
+    }
+  }
+
+  /** A derived quote (from the rebuilt book) when the best bid/ask price or size changed. */
+  derivedQuote(b: SymbolBook, ts: number, recvTs: number, out: CanonicalEvent[]): void {
+    if (!b.book.synced) return;
+    const bid = b.book.bestBid;
+    const ask = b.book.bestAsk;
+    const bp = bid?.price ?? 0;
+    const bq = bid?.qty ?? 0;
+    const ap = ask?.price ?? 0;
+    const aq = ask?.qty ?? 0;
+    if (!b.topChanged(bp, bq, ap, aq)) return;
+    out.push({ kind: 'quote', venue: this.venue, symbol: b.symbol, ts, recvTs, bidPx: bp, bidQty: bq, askPx: ap, askQty: aq, seq: b.book.seq, derived: true });
+  }
+
+  /**
+   * A STATUS_CHANNEL frame: one `status` event per symbol; on `disconnected` or `stale` that symbol's
+   * book is dropped (the next connection's snapshot rebuilds it). `canonical` maps a native symbol,
+   * and may throw MalformedFrameError for one it cannot read.
+   */
+  statusFrame(frame: RawFrame, canonical: (native: string) => string, out: CanonicalEvent[], onDrop?: (symbol: string) => void): void {
+    const data = parseStatusFrame(frame);
+    const symbols = data.symbols.map(canonical); // all mapped before any event: a bad frame emits nothing
+    const recvTs = frame.recvTs;
+    const ts = Math.floor(recvTs);
+    const drop = data.status !== 'connected';
+    for (const symbol of symbols) {
+      if (drop) {
+        this.books.get(symbol)?.clear();
+        onDrop?.(symbol);
+      }
+      out.push(this.statusEvent(symbol, data.status, data.reason, ts, recvTs));
+    }
+  }
+
+  /** Per canonical symbol: resyncs, and the comparisons with the venue's own statement where there are any. */
+  report(): Record<string, BookReport> {
+    const out: Record<string, BookReport> = {};
+    for (const [symbol, b] of this.books) {
+      const r: BookReport = { resyncs: b.resyncs };
+      if (b.compared > 0) {
+        // Only OKX's checksums are compared here.
+        r.check = 'checksum';
+        r.compared = b.compared;
+        r.matched = b.matched;
+      }
+      out[symbol] = r;
+    }
+    return out;
+  }
+}
