@@ -98,7 +98,7 @@ describe('a replay end to end', () => {
     const file = join(dir, 'events.jsonl');
     writeFileSync(file, out.map((e) => JSON.stringify(e)).join('\n'));
     const s = await replay('c', [file]);
-    expect(s.events).toMatchObject({ trade: 9757, quote: 28040, book: 3452 });
+    expect(s.events).toMatchObject({ trade: 9757, quote: 28040, book: 3450, status: 1 });
     expect((await stored('c')).map(strip)).toEqual((await stored('a')).map(strip));
   });
 });

@@ -38,7 +38,7 @@ describe('vigil replay of the hftbacktest Binance capture', () => {
   it('completes with the events the capture holds, and stores as many findings as it reports', async () => {
     first = await replay([HFT_CAPTURE, '--speed', 'max', '--run-id', 't1']);
     expect(first.status).toBe('completed');
-    expect(first.events).toMatchObject({ trade: 9757, quote: 28040, book: 3452 });
+    expect(first.events).toMatchObject({ trade: 9757, quote: 28040, book: 3450, status: 1 });
     expect(first.malformed.count).toBe(0);
     expect(first.totalFindings).toBeGreaterThan(0);
     expect(first.findings.price_jump).toBe(first.totalFindings);

@@ -4,21 +4,27 @@ import { loadConfig } from '../core/config.ts';
 import { buildDetectors } from '../detectors/configure.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
 import { stderrProgress } from '../replay/progress.ts';
+import { loadMapping } from '../feeds/mapping.ts';
 import { parseSpeed, replayFiles, type ReplaySummary } from '../replay/replay.ts';
 import { parse, UsageError } from './args.ts';
 import { openConfiguredStore } from './store.ts';
 
-export const REPLAY_USAGE = `usage: vigil replay <file…> [--speed max|realtime|<N>x] [--run-id ID] [--json]
+export const REPLAY_USAGE = `usage: vigil replay <file…> [--speed max|realtime|<N>x] [--run-id ID] [--mapping FILE] [--json]
 
 Replays recorded files (Vigil recordings, cryptofeed or hftbacktest captures, JSON lines of canonical
 events; gzip or plain, detected automatically) through the same pipeline as live. Findings are stored
 with the run id. Exit code 0 when the run completed, also when some lines were malformed (they are
-counted, listed and kept as dead letters).`;
+counted, listed and kept as dead letters).
+
+--mapping FILE  the files are another provider's records — CSV with a header row, or JSON lines — mapped
+                onto canonical transaction or metric events by a field-mapping file (docs/feeds/mapping.md);
+                a row that does not map is a malformed line with its line number and reason.`;
 
 export async function replayCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     speed: { type: 'string', default: 'max' },
     'run-id': { type: 'string' },
+    mapping: { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   });
@@ -43,6 +49,8 @@ export async function replayCommand(argv: string[]): Promise<number> {
   const runId = values['run-id'] ?? defaultRunId();
   if (!/^[A-Za-z0-9._:-]{1,128}$/.test(runId)) throw new UsageError(`--run-id: expected 1-128 characters of letters, digits and . _ : -, got ${JSON.stringify(runId)}`);
   if (runId === 'live') throw new UsageError('--run-id: "live" is reserved for live feeds');
+  // A bad mapping fails before anything is opened, naming the key path.
+  const mapping = values.mapping !== undefined ? loadMapping(values.mapping) : undefined;
 
   const config = loadConfig();
   const detectors = buildDetectors(config);
@@ -62,6 +70,9 @@ export async function replayCommand(argv: string[]): Promise<number> {
       flushMs: config.VIGIL_FLUSH_MS,
       partitions: config.VIGIL_PARTITIONS,
       queueCapacity: config.VIGIL_QUEUE_CAPACITY,
+      redisUrl: config.REDIS_URL,
+      stateIdleMs: config.VIGIL_STATE_IDLE_MS,
+      ephemeralState: true, // a re-run with the same --run-id starts from fresh state
     }).start();
     const isTty = process.stderr.isTTY;
     let summary;
@@ -69,6 +80,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       summary = await replayFiles(pipeline, {
         files: positionals,
         speed,
+        mapping,
         signal: abort.signal,
         progress: stderrProgress(`replay ${runId}`, {
           write: (l) => process.stderr.write(isTty ? l : `${l.replace(/^\r/, '').trimEnd()}\n`),
@@ -113,6 +125,13 @@ export function formatSummary(s: ReplaySummary): string {
   lines.push(`  malformed  ${n(s.malformed.count)}${s.malformed.count ? ' (kept as dead letters)' : ''}`);
   for (const m of s.malformed.first) lines.push(`    ${m.file}:${m.line}: ${m.reason}`);
   if (s.malformed.count > s.malformed.first.length) lines.push(`    … ${n(s.malformed.count - s.malformed.first.length)} more`);
+  for (const [source, bySymbol] of Object.entries(s.books)) {
+    for (const [symbol, r] of Object.entries(bySymbol)) {
+      const what = r.check === 'checksum' ? `${source}'s checksums matched` : `top of book matched ${source}'s own`;
+      const top = r.compared ? `, ${what} ${n(r.matched ?? 0)}/${n(r.compared)} (${((r.matchRate ?? 0) * 100).toFixed(3)}%)` : '';
+      lines.push(`  book       ${source} ${symbol}: ${n(r.resyncs)} resyncs${top}`);
+    }
+  }
   lines.push(`  findings   ${list(s.findings)} (total ${n(s.totalFindings)})`);
   return `${lines.join('\n')}\n`;
 }

@@ -5,7 +5,7 @@
  */
 import { eventKey, type CanonicalEvent, type EventKind } from '../core/events.ts';
 import { getAdapter } from '../feeds/registry.ts';
-import { MalformedFrameError, type Normalizer, type RawFrame } from '../feeds/types.ts';
+import { MalformedFrameError, type BookReport, type Normalizer, type RawFrame } from '../feeds/types.ts';
 import { TOPICS, type OutgoingMessage, type Transport } from '../transport/types.ts';
 
 /** What travels on vigil.dlq. */
@@ -77,6 +77,24 @@ export class Ingestor {
       this.normalizers.set(source, n);
     }
     return n;
+  }
+
+  /**
+   * Uses this normalizer for a source instead of a fresh one from the registry: a live feed passes one
+   * whose resync requests reach its connection.
+   */
+  setNormalizer(source: string, normalizer: Normalizer): void {
+    this.normalizers.set(source, normalizer);
+  }
+
+  /** Book figures per source and symbol (resyncs, top-of-book consistency), from normalizers that keep books. */
+  bookReports(): Record<string, Record<string, BookReport>> {
+    const out: Record<string, Record<string, BookReport>> = {};
+    for (const [source, n] of this.normalizers) {
+      const r = n?.bookReport?.();
+      if (r && Object.keys(r).length > 0) out[source] = r;
+    }
+    return out;
   }
 
   /** Normalizes one frame; sends when the buffer is full. */

@@ -6,9 +6,11 @@ import { statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { eventSchema, type EventKind } from '../core/events.ts';
-import type { RawFrame } from '../feeds/types.ts';
+import type { BookReport, RawFrame } from '../feeds/types.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
 import { readRecords } from './formats.ts';
+import { mappedReader } from './mapped-input.ts';
+import type { Mapping } from '../feeds/mapping.ts';
 import type { ProgressReporter } from './progress.ts';
 
 export type Speed = { mode: 'max' } | { mode: 'paced'; factor: number };
@@ -38,6 +40,11 @@ export interface ReplaySummary {
   unsupported: Record<string, number>;
   malformed: { count: number; first: MalformedLine[] };
   deadLetters: number;
+  /**
+   * Per source and symbol: book resyncs and, where the venue sends its own best bid/offer beside the
+   * book, how often the rebuilt top of book matched it (after sync).
+   */
+  books: Record<string, Record<string, BookReport & { matchRate?: number }>>;
   findings: Record<string, number>;
   totalFindings: number;
   durationMs: number;
@@ -51,6 +58,11 @@ export interface ReplayOptions {
   /** Shift event times so the first frame happens now (the demo loop). */
   rebaseToNow?: boolean;
   progress?: ProgressReporter;
+  /**
+   * A field mapping (file path or parsed): the files are CSV or JSON lines of another provider's records,
+   * mapped onto canonical events (src/replay/mapped-input.ts) instead of recordings.
+   */
+  mapping?: string | Mapping;
 }
 
 /** Pushes every record of the files through the pipeline, then waits until all findings are stored. */
@@ -68,8 +80,9 @@ export async function replayFiles(pipeline: Pipeline, options: ReplayOptions): P
     bytesRead += n;
   };
 
+  const mapped = options.mapping !== undefined ? mappedReader(options.mapping) : undefined;
   outer: for (const file of options.files) {
-    for await (const rec of readRecords(file, { onBytes })) {
+    for await (const rec of mapped ? mapped(file, { onBytes }) : readRecords(file, { onBytes })) {
       if (options.signal?.aborted) {
         aborted = true;
         break outer;
@@ -125,6 +138,7 @@ export async function replayFiles(pipeline: Pipeline, options: ReplayOptions): P
     unsupported: { ...c.unsupported },
     malformed: { count: c.malformed, first: ingestor.rejectSamples.map(toMalformedLine) },
     deadLetters: pipeline.deadLetters,
+    books: withMatchRates(ingestor.bookReports()),
     findings,
     totalFindings: Object.values(findings).reduce((a, b) => a + b, 0),
     durationMs: Math.round(durationMs),
@@ -136,6 +150,17 @@ function toMalformedLine(s: { origin: string; reason: string }): MalformedLine {
   const i = s.origin.lastIndexOf(':');
   const line = Number(s.origin.slice(i + 1));
   return i > 0 && Number.isInteger(line) ? { file: s.origin.slice(0, i), line, reason: s.reason } : { file: s.origin, line: 0, reason: s.reason };
+}
+
+function withMatchRates(reports: Record<string, Record<string, BookReport>>): ReplaySummary['books'] {
+  const out: ReplaySummary['books'] = {};
+  for (const [source, bySymbol] of Object.entries(reports)) {
+    out[source] = {};
+    for (const [symbol, r] of Object.entries(bySymbol)) {
+      out[source]![symbol] = r.compared ? { ...r, matchRate: Math.round((1e6 * (r.matched ?? 0)) / r.compared) / 1e6 } : { ...r };
+    }
+  }
+  return out;
 }
 
 function eventTime(ev: unknown): number | undefined {
