@@ -45,8 +45,8 @@ class PartitionQueue {
     return this.items.length - this.head;
   }
 
-  push(key: string, value: unknown): void {
-    this.items.push({ key, value, offset: this.nextOffset++ });
+  push(key: string, value: unknown, headers?: Record<string, string>): void {
+    this.items.push(headers ? { key, value, headers, offset: this.nextOffset++ } : { key, value, offset: this.nextOffset++ });
     const wake = this.wakeConsumer;
     if (wake) {
       this.wakeConsumer = undefined;
@@ -133,7 +133,7 @@ export class MemoryTransport implements Transport {
       routed = true;
       for (const m of messages) {
         const q = queues[partitionFor(m.key, this.partitions)]!;
-        q.push(m.key, m.value);
+        q.push(m.key, m.value, m.headers);
         if (q.length >= q.capacity) (full ??= []).push(q);
       }
     }
@@ -152,6 +152,9 @@ export class MemoryTransport implements Transport {
     }
     const group: Group = { name: options.group, topics: new Set(options.topics), queues: new Map(), loops: [] };
     const maxBatch = options.maxBatch ?? this.maxBatch;
+    // One consumer per group here, so it owns every partition: told once, before any batch.
+    const owned = options.topics.flatMap((topic) => Array.from({ length: this.partitions }, (_, partition) => ({ topic, partition })));
+    await options.onAssign?.(owned);
     for (const topic of options.topics) {
       const queues: PartitionQueue[] = [];
       for (let p = 0; p < this.partitions; p++) {
@@ -169,6 +172,7 @@ export class MemoryTransport implements Transport {
         await Promise.all(group.loops);
         this.groups.delete(group.name);
         this.checkIdle();
+        await options.onRevoke?.(owned);
       },
     };
   }

@@ -8,6 +8,8 @@ export interface OutgoingMessage<T = unknown> {
   /** Partition key: messages with one key are delivered in the order they were sent. */
   key: string;
   value: T;
+  /** Small string metadata carried with the message (e.g. `run`: the run id a replay belongs to). */
+  headers?: Record<string, string>;
 }
 
 export interface DeliveredMessage<T = unknown> extends OutgoingMessage<T> {
@@ -29,6 +31,18 @@ export interface SubscribeOptions<T = unknown> {
   eachBatch(batch: Batch<T>): Promise<void> | void;
   /** Upper bound on messages per batch. */
   maxBatch?: number;
+  /**
+   * Partitions this consumer now owns (at subscribe on the in-process transport; after each group join
+   * on Kafka). Batches of those partitions wait until it resolves, so a worker can restore their state.
+   */
+  onAssign?(partitions: TopicPartition[]): Promise<void> | void;
+  /** Partitions this consumer no longer owns (rebalance, crash, stop). */
+  onRevoke?(partitions: TopicPartition[]): Promise<void> | void;
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
 }
 
 export interface Subscription {
