@@ -50,6 +50,16 @@ describe('config', () => {
     }
   });
 
+  it('reads per-venue endpoints', () => {
+    const c = loadConfig({ VIGIL_FEED_URLS: 'orderflow=ws://127.0.0.1:9000/orders; kraken=wss://k.example/v2|https://k.example', VIGIL_BINANCE_WS_URL: 'ws://127.0.0.1:1' });
+    expect(c.endpoints).toEqual({
+      binance: { wsUrl: 'ws://127.0.0.1:1', restUrl: undefined },
+      orderflow: { wsUrl: 'ws://127.0.0.1:9000/orders', restUrl: undefined },
+      kraken: { wsUrl: 'wss://k.example/v2', restUrl: 'https://k.example' },
+    });
+    expect(() => loadConfig({ VIGIL_FEED_URLS: 'orderflow=ftp://x' })).toThrow(/VIGIL_FEED_URLS: expected venue=wsUrl/);
+  });
+
   it('reads a JSON file with the same keys; the environment wins', () => {
     const p = file('ok.json', JSON.stringify({ PORT: 7000, VIGIL_DATA_DIR: '/var/vigil', detectors: { price_jump: { zThreshold: 9 } } }));
     const c = loadConfig({ VIGIL_CONFIG: p, PORT: '7001' });

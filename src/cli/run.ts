@@ -95,8 +95,9 @@ export async function runCommand(argv: string[]): Promise<number> {
   return code;
 }
 
-function pipelineFor(config: Config, store: Store, hub: AlertHub, runId: string, batchSize?: number): Pipeline {
+function pipelineFor(config: Config, store: Store, hub: AlertHub, runId: string, batchSize?: number, state: { redisUrl?: string; stateIdleMs?: number } = {}): Pipeline {
   return new Pipeline({
+    ...state,
     runId,
     detectors: buildDetectors(config),
     store,
@@ -127,17 +128,20 @@ async function runDemo(config: Config, store: Store, hub: AlertHub, signal: Abor
 }
 
 async function runLive(config: Config, store: Store, hub: AlertHub, signal: AbortSignal, log: Log): Promise<void> {
-  const pipeline = await pipelineFor(config, store, hub, 'live', 1).start();
+  // Live detector state goes to Redis when configured (the demo keeps its fresh in-memory state per loop).
+  const pipeline = await pipelineFor(config, store, hub, 'live', 1, { redisUrl: config.REDIS_URL, stateIdleMs: config.VIGIL_STATE_IDLE_MS }).start();
+  // One connection per venue, carrying all its symbols.
+  const byVenue = new Map<string, string[]>();
+  for (const f of config.feeds) byVenue.set(f.venue, [...(byVenue.get(f.venue) ?? []), ...f.symbols]);
   try {
     await Promise.all(
-      config.feeds.map(async (f) => {
-        const adapter = getAdapter(f.venue);
-        log.info(`connecting ${f.venue}: ${f.symbols.join(', ')}`);
-        const wsUrl = f.venue === 'binance' ? config.VIGIL_BINANCE_WS_URL : undefined;
-        const restUrl = f.venue === 'binance' ? config.VIGIL_BINANCE_REST_URL : undefined;
-        for await (const frame of adapter.connect!({ symbols: f.symbols, wsUrl, restUrl, signal, log: (m, extra) => log.info(extra ?? {}, m) })) {
-          await pipeline.ingestor.push(frame);
-        }
+      [...byVenue].map(async ([venue, symbols]) => {
+        const adapter = getAdapter(venue);
+        log.info(`connecting ${venue}: ${symbols.join(', ')}`);
+        const feed = adapter.connect!({ symbols, ...config.endpoints[venue], signal, log: (m, extra) => log.info(extra ?? {}, m) });
+        // The live normalizer's resync requests (gap, checksum mismatch) go back to its connection.
+        pipeline.ingestor.setNormalizer(adapter.name, adapter.createNormalizer({ requestResync: (symbol, reason) => feed.resync(symbol, reason) }));
+        for await (const frame of feed) await pipeline.ingestor.push(frame);
       }),
     );
   } finally {

@@ -40,8 +40,27 @@ export const CONFIG_KEYS = {
   VIGIL_QUEUE_CAPACITY: { schema: int(16, 10_000_000), default: 8192, expected: 'an integer 16-10000000', doc: 'Messages a partition queue holds before senders wait' },
   VIGIL_FLUSH_ROWS: { schema: int(1, 1_000_000), default: 1000, expected: 'an integer 1-1000000', doc: 'Findings per ClickHouse insert batch' },
   VIGIL_FLUSH_MS: { schema: int(1, 600_000), default: 250, expected: 'milliseconds 1-600000', doc: 'Longest a finding waits before its batch is written' },
+  VIGIL_FEED_URLS: {
+    schema: z
+      .string()
+      .regex(/^\s*[a-z0-9_-]+=(wss?|https?):\/\/\S+?(\|(https?):\/\/\S+?)?(\s*;\s*[a-z0-9_-]+=(wss?|https?):\/\/\S+?(\|(https?):\/\/\S+?)?)*\s*$/)
+      .optional(),
+    default: undefined,
+    expected: 'venue=wsUrl[|restUrl][;venue=…], e.g. orderflow=ws://10.0.0.5:9000/orders',
+    doc: "Per-venue endpoints: your own streams (orderflow, transactions) or a venue's alternative hosts",
+  },
   VIGIL_BINANCE_WS_URL: { schema: url(['ws:', 'wss:']).optional(), default: undefined, expected: 'a ws(s) URL', doc: 'Binance stream endpoint (tests point it at a local server)' },
   VIGIL_BINANCE_REST_URL: { schema: url(['http:', 'https:']).optional(), default: undefined, expected: 'an http(s) URL', doc: 'Binance REST endpoint for depth snapshots' },
+  KAFKA_BROKERS: {
+    schema: z.string().regex(/^\s*[A-Za-z0-9.\-\[\]:]+:\d{1,5}(\s*,\s*[A-Za-z0-9.\-\[\]:]+:\d{1,5})*\s*$/).optional(),
+    default: undefined,
+    expected: 'host:port[,host:port…], e.g. 127.0.0.1:9092',
+    doc: 'Kafka bootstrap brokers; set, the bus is Kafka (topics per event kind), unset, the in-process transport',
+  },
+  KAFKA_CLIENT_ID: { schema: z.string().regex(/^[A-Za-z0-9._-]+$/), default: 'vigil', expected: 'letters, digits, . _ -', doc: 'Kafka client id (broker logs and quotas)' },
+  VIGIL_KAFKA_PARTITIONS: { schema: int(1, 1024), default: 6, expected: 'an integer 1-1024', doc: 'Partitions of each Kafka topic Vigil creates (existing topics keep theirs)' },
+  REDIS_URL: { schema: url(['redis:', 'rediss:']).optional(), default: undefined, expected: 'a redis:// or rediss:// URL', doc: 'Keep detector state in Redis (namespaced by run id), so any worker can take over a key; unset: in memory' },
+  VIGIL_STATE_IDLE_MS: { schema: int(1_000, 30 * 86_400_000), default: 600_000, expected: 'milliseconds 1000-2592000000', doc: 'Event time a key may stay unseen before its detector state leaves memory (restored from the store when it returns)' },
 } as const;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;
@@ -54,6 +73,8 @@ export interface FeedSpec {
 
 export type Config = { [K in ConfigKey]: Out<K> } & {
   feeds: FeedSpec[];
+  /** Endpoint overrides per venue, from VIGIL_FEED_URLS and the VIGIL_BINANCE_* keys. */
+  endpoints: Record<string, { wsUrl?: string; restUrl?: string }>;
   /** Detector parameters by detector name, from the file's `detectors` object. */
   detectors: Record<string, Record<string, unknown>>;
   configFile?: string;
@@ -106,7 +127,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const detectors = file.detectors ?? {};
   if (typeof detectors !== 'object' || detectors === null || Array.isArray(detectors)) throw configError('detectors', 'an object of detector name → parameters', detectors);
-  return { ...(out as { [K in ConfigKey]: Out<K> }), feeds: parseFeeds(out.VIGIL_FEEDS as string | undefined), detectors: detectors as Config['detectors'], configFile };
+  const typed = out as { [K in ConfigKey]: Out<K> };
+  return {
+    ...typed,
+    feeds: parseFeeds(typed.VIGIL_FEEDS),
+    endpoints: parseEndpoints(typed.VIGIL_FEED_URLS, typed.VIGIL_BINANCE_WS_URL, typed.VIGIL_BINANCE_REST_URL),
+    detectors: detectors as Config['detectors'],
+    configFile,
+  };
+}
+
+function parseEndpoints(spec: string | undefined, binanceWs?: string, binanceRest?: string): Config['endpoints'] {
+  const out: Config['endpoints'] = {};
+  if (binanceWs || binanceRest) out.binance = { wsUrl: binanceWs, restUrl: binanceRest };
+  for (const part of (spec ?? '').split(';').map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const [wsUrl, restUrl] = part.slice(eq + 1).split('|');
+    out[part.slice(0, eq)] = { wsUrl, restUrl };
+  }
+  return out;
 }
 
 function emptyToUndefined(v: string | undefined): string | undefined {

@@ -38,8 +38,49 @@ export interface DetectorSpec<P = unknown, S = unknown> {
   create(params: P, ruleId: string): DetectorInstance<S>;
 }
 
-/** Where per-key detector state lives (memory on the embedded default; Redis when distributed). */
+/** Identifies one detector state: run (namespace), detector, rule and key (venue:symbol, account…). */
+export interface StateRef {
+  readonly runId: string;
+  readonly detector: string;
+  readonly ruleId: string;
+  readonly key: string;
+}
+
+/** Told when a store's connection came back; `dataLost` when the server lost what was stored before. */
+export interface StateStoreReconnect {
+  dataLost: boolean;
+}
+
+/**
+ * Where per-key detector state lives: memory on the embedded default, Redis when distributed.
+ * Everything is namespaced by run id, so a replay never reads or overwrites live state.
+ *
+ * Batch operations take refs of any mix of runs, detectors and rules and cost one round trip.
+ * A store that is temporarily unreachable makes operations wait and retry (bounded), then reject:
+ * state is never dropped silently.
+ */
 export interface StateStore {
-  load(detector: string, ruleId: string, key: string): Promise<unknown | undefined>;
-  save(detector: string, ruleId: string, entries: ReadonlyArray<{ key: string; state: unknown }>): Promise<void>;
+  readonly kind: 'memory' | 'redis';
+  /**
+   * True when the store keeps the very objects it is given (no serialization): the runner then hands
+   * in live state objects and skips toJSON/fromJSON. False: values must be JSON (DetectorInstance.toJSON).
+   */
+  readonly byReference: boolean;
+  /** Connects where there is something to connect to (bounded wait); idempotent. */
+  open(): Promise<void>;
+  /** States of the refs, in order; undefined where none is stored. One round trip. */
+  load(refs: readonly StateRef[]): Promise<Array<unknown | undefined>>;
+  /** Stores the states (atomically for the whole call where the store can). One round trip. */
+  save(entries: ReadonlyArray<{ readonly ref: StateRef; readonly state: unknown }>): Promise<void>;
+  delete(refs: readonly StateRef[]): Promise<void>;
+  /**
+   * Takes `name` within the run for ttlMs of wall time (SET NX PX): true when this call took it, false
+   * while someone holds it. For cooldown/suppression windows and dedupe across workers.
+   */
+  claim(runId: string, name: string, ttlMs: number): Promise<boolean>;
+  /** Removes every state and claim of the run; returns how many entries went. */
+  clear(runId: string): Promise<number>;
+  /** Registers a listener for reconnects (stores without a connection never call it); returns an unsubscribe. */
+  onReconnect(listener: (info: StateStoreReconnect) => void): () => void;
+  close(): Promise<void>;
 }

@@ -1,35 +1,161 @@
 /**
- * Runs the configured detectors over the event topics. State is one object per (detector, key), kept
- * by the runner so it can be checkpointed and moved; detectors only see (state, event).
+ * Runs the configured detectors over the event topics. State is one object per (run, detector, key),
+ * kept by the runner so it can be checkpointed and moved; detectors only see (state, event).
+ *
+ * State lifecycle per batch (one partition of one topic):
+ *  1. events go through the detectors. Keys held in memory are handled in one synchronous pass; events
+ *     of keys that are not wait (in order) for their states, loaded from the state store in one round
+ *     trip for the whole batch, all detectors and runs (fresh state when the store has none);
+ *  2. findings are sent to vigil.findings;
+ *  3. the states the batch touched are saved, before the handler resolves. The transport commits a
+ *     batch's offsets only after its handler resolves, so committed offsets never run ahead of durable
+ *     state: a worker that takes a partition over resumes from the states saved with its last commit.
+ *     Findings go out before the save: a crash in between re-delivers the batch, and the re-derived
+ *     findings carry the same ids (storage collapses them); the reverse order could lose findings.
+ *     The one window left is a crash after the save and before the commit: the re-delivered batch
+ *     meets states that already contain it (at-least-once). Closing it needs per-key offsets stored
+ *     with the states, which only mean something on a durable log (Kafka), not across in-process
+ *     transports whose offsets restart at 0.
+ *
+ * With the in-process memory store (byReference) states are never serialized: the store holds the very
+ * objects the runner mutates, a new key is handed to it once, and step 3 costs nothing after that.
+ *
+ * Idle eviction runs on event time, not wall time: a key leaves memory when its partition's event time
+ * (the largest event ts seen on that topic partition) has moved `idleMs` past the partition's event time
+ * when the key was last seen. Replays then evict exactly as live does — a max-speed replay of a day
+ * would evict nothing on a wall clock — the outcome is deterministic, and measuring against the
+ * partition's own progress (not the key's ts) is immune to one venue's clock lagging another's. A
+ * partition with no traffic does not sweep, but then nothing grows either. Eviction never changes
+ * results: the state is saved already and is loaded back when the key returns.
+ *
+ * A `run` header on a message (when the transport carries headers) selects the run: the findings' run
+ * id and the state namespace. Without one, the runner's default run id applies.
+ *
+ * When the store reconnects (Redis restarted, perhaps empty), every state held in memory is saved again
+ * before the next batch resolves, so the store is whole again for a takeover. States of keys evicted
+ * before a restart that lost Redis's data are gone: those keys start fresh when they return (counted
+ * in `counters.stateLossEvents`; run Redis with persistence where that matters).
  */
 import type { CanonicalEvent, EventKind, Finding } from '../core/events.ts';
 import { findingId } from '../core/ids.ts';
-import type { DetectorInstance, FindingDraft } from '../detectors/types.ts';
-import { EVENT_TOPICS, TOPICS, type Batch, type OutgoingMessage, type Subscription, type Transport } from '../transport/types.ts';
+import type { DetectorInstance, FindingDraft, StateRef, StateStore, StateStoreReconnect } from '../detectors/types.ts';
+import { MemoryStateStore } from '../state/memory.ts';
+import {
+  EVENT_TOPICS,
+  TOPICS,
+  type Batch,
+  type OutgoingMessage,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicPartition,
+  type Transport,
+} from '../transport/types.ts';
+
+/** Default for VIGIL_STATE_IDLE_MS: 10 minutes of event time. */
+export const DEFAULT_STATE_IDLE_MS = 600_000;
+/** States per save call when everything is saved again (after a reconnect, on stop). */
+const SAVE_CHUNK = 1_000;
 
 interface Slot {
   detector: DetectorInstance;
-  states: Map<string, unknown>;
+  /** run id → key → entry */
+  runs: Map<string, Map<string, Entry>>;
+  /** The last run looked up (almost always the default one), to skip a Map lookup per event. */
+  lastRunId: string | undefined;
+  lastRun: Map<string, Entry> | undefined;
+}
+
+interface Entry {
+  readonly slot: Slot;
+  readonly ref: StateRef;
+  /** Undefined only while `loading`. */
+  state: unknown;
+  loading: Promise<void> | undefined;
+  /** The partition's event-time watermark when the key was last seen. */
+  lastSeen: number;
+  /** The topic partition that last touched the key (`topic#partition`). */
+  part: string;
+  /** Changed since the last save (stores that serialize). */
+  dirty: boolean;
+  /** By-reference stores: the store holds this state object already. */
+  stored: boolean;
+}
+
+interface PartitionClock {
+  watermark: number;
+  nextSweep: number;
+}
+
+export interface DetectorRunnerOptions {
+  /** Consumer group (default vigil-detect). */
+  group?: string;
+  /** Where state lives; default: a memory store of this runner's own. */
+  store?: StateStore;
+  /** Event time a key may stay unseen before it leaves memory (VIGIL_STATE_IDLE_MS). */
+  idleMs?: number;
+  log?: (message: string, extra?: Record<string, unknown>) => void;
 }
 
 export interface DetectorCounters {
   events: number;
   findings: Record<string, number>;
+  /** States read from the store (keys that came back or were taken over), and load round trips. */
+  statesLoaded: number;
+  loadCalls: number;
+  /** States written to the store, and save round trips. */
+  statesSaved: number;
+  saveCalls: number;
+  /** Keys dropped from memory as idle, and on partition revoke. */
+  evicted: number;
+  revoked: number;
+  /** Store reconnects after which everything in memory was saved again; of those, ones that lost data. */
+  recheckpoints: number;
+  stateLossEvents: number;
 }
 
 export class DetectorRunner {
-  readonly counters: DetectorCounters = { events: 0, findings: {} };
+  readonly counters: DetectorCounters = {
+    events: 0,
+    findings: {},
+    statesLoaded: 0,
+    loadCalls: 0,
+    statesSaved: 0,
+    saveCalls: 0,
+    evicted: 0,
+    revoked: 0,
+    recheckpoints: 0,
+    stateLossEvents: 0,
+  };
+  readonly store: StateStore;
   private readonly byKind = new Map<EventKind, Slot[]>();
+  private readonly slots: Slot[] = [];
+  private readonly clocks = new Map<string, PartitionClock>();
+  private readonly byReference: boolean;
+  private readonly idleMs: number;
+  private readonly group: string;
+  private readonly log: (message: string, extra?: Record<string, unknown>) => void;
   private subscription?: Subscription;
+  private unsubscribeReconnect?: () => void;
+  /** Everything in memory must be saved again (the store reconnected). */
+  private fullSaveNeeded = false;
+  private fullSave: Promise<void> | undefined;
 
   constructor(
     private readonly transport: Transport,
     detectors: readonly DetectorInstance[],
     private readonly runId: string,
-    private readonly group = 'vigil-detect',
+    options: DetectorRunnerOptions | string = {},
   ) {
+    const opts: DetectorRunnerOptions = typeof options === 'string' ? { group: options } : options;
+    this.group = opts.group ?? 'vigil-detect';
+    this.store = opts.store ?? new MemoryStateStore();
+    this.byReference = this.store.byReference;
+    this.idleMs = opts.idleMs ?? DEFAULT_STATE_IDLE_MS;
+    if (!(this.idleMs > 0)) throw new RangeError(`idleMs must be positive, got ${this.idleMs}`);
+    this.log = opts.log ?? (() => undefined);
     for (const detector of detectors) {
-      const slot: Slot = { detector, states: new Map() };
+      const slot: Slot = { detector, runs: new Map(), lastRunId: undefined, lastRun: undefined };
+      this.slots.push(slot);
       for (const kind of detector.kinds) {
         let list = this.byKind.get(kind);
         if (!list) this.byKind.set(kind, (list = []));
@@ -42,63 +168,292 @@ export class DetectorRunner {
   async start(): Promise<void> {
     const kinds = new Set(this.byKind.keys());
     const topics = EVENT_TOPICS.filter((t) => [...kinds].some((k) => TOPICS[k] === t));
-    this.subscription = await this.transport.subscribe<CanonicalEvent>({
+    this.unsubscribeReconnect = this.store.onReconnect((info) => this.onStoreReconnect(info));
+    const options: SubscribeOptions<CanonicalEvent> = {
       group: this.group,
       topics,
       eachBatch: (batch) => this.handle(batch),
-    });
+      onRevoke: (partitions) => this.revoke(partitions),
+    };
+    this.subscription = await this.transport.subscribe<CanonicalEvent>(options);
+  }
+
+  private runMap(slot: Slot, runId: string): Map<string, Entry> {
+    if (slot.lastRunId === runId && slot.lastRun) return slot.lastRun;
+    let map = slot.runs.get(runId);
+    if (!map) slot.runs.set(runId, (map = new Map()));
+    slot.lastRunId = runId;
+    slot.lastRun = map;
+    return map;
+  }
+
+  private clock(part: string): PartitionClock {
+    let c = this.clocks.get(part);
+    if (!c) this.clocks.set(part, (c = { watermark: Number.NEGATIVE_INFINITY, nextSweep: Number.NEGATIVE_INFINITY }));
+    return c;
   }
 
   private async handle(batch: Batch<CanonicalEvent>): Promise<void> {
+    const part = `${batch.topic}#${batch.partition}`;
+    const clock = this.clock(part);
+    const messages = batch.messages;
+
+    // 1. Detect, in one pass, on keys held in memory; events of keys that are not (or still loading)
+    //    wait, in order, until their states come from the store — one round trip for the batch.
+    //    Per key the order of events is kept; findings of different keys were never ordered.
+    const dirty: Entry[] = [];
     const drafts: FindingDraft[] = [];
     const out: OutgoingMessage<Finding>[] = [];
-    for (const m of batch.messages) {
+    const byReference = this.byReference;
+    let missing: Entry[] | undefined;
+    let pending: Set<Promise<void>> | undefined;
+    let waitingEntries: Entry[] | undefined;
+    let waitingEvents: CanonicalEvent[] | undefined;
+    let wm = clock.watermark;
+    let handled = 0;
+    for (const m of messages) {
       const ev = m.value;
       const slots = this.byKind.get(ev.kind);
-      if (!slots) continue;
-      this.counters.events++;
-      for (const slot of slots) {
-        const key = m.key;
-        let state = slot.states.get(key);
-        if (state === undefined) {
-          state = slot.detector.newState(key);
-          slot.states.set(key, state);
+      if (slots === undefined) continue;
+      handled++;
+      if (ev.ts > wm) wm = ev.ts;
+      const runId = m.headers?.run || this.runId;
+      for (let i = 0; i < slots.length; i++) {
+        const slot = slots[i] as Slot;
+        const keys = slot.lastRunId === runId && slot.lastRun !== undefined ? slot.lastRun : this.runMap(slot, runId);
+        let e = keys.get(m.key);
+        let ready = true;
+        if (e === undefined) {
+          e = { slot, ref: { runId, detector: slot.detector.name, ruleId: slot.detector.ruleId, key: m.key }, state: undefined, loading: undefined, lastSeen: wm, part, dirty: false, stored: false };
+          keys.set(m.key, e);
+          (missing ??= []).push(e);
+          ready = false;
+        } else if (e.loading !== undefined || e.state === undefined) {
+          // Loading in another batch, or created earlier in this one (its load starts after this pass).
+          if (e.loading !== undefined) (pending ??= new Set()).add(e.loading);
+          ready = false;
         }
-        slot.detector.onEvent(state, ev, drafts);
-        if (drafts.length > 0) {
-          for (const d of drafts) {
-            const f = this.toFinding(slot.detector, d);
-            out.push({ key: f.key, value: f });
+        // Claimed by this partition from now on, so another partition's sweep can't evict it mid-batch.
+        e.lastSeen = wm;
+        e.part = part;
+        if (byReference) {
+          if (!e.stored) {
+            e.stored = true;
+            dirty.push(e);
           }
-          this.counters.findings[slot.detector.name] = (this.counters.findings[slot.detector.name] ?? 0) + drafts.length;
-          drafts.length = 0;
+        } else if (!e.dirty) {
+          e.dirty = true;
+          dirty.push(e);
+        }
+        if (ready) {
+          slot.detector.onEvent(e.state, ev, drafts);
+          if (drafts.length > 0) this.emit(e, drafts, out);
+        } else {
+          (waitingEntries ??= []).push(e);
+          (waitingEvents ??= []).push(ev);
         }
       }
     }
-    if (out.length > 0) await this.transport.send(TOPICS.findings, out);
+    this.counters.events += handled;
+    clock.watermark = wm;
+    if (waitingEntries !== undefined && waitingEvents !== undefined) {
+      if (missing) await this.loadEntries(missing);
+      if (pending) await Promise.all(pending);
+      for (let i = 0; i < waitingEntries.length; i++) {
+        const e = waitingEntries[i] as Entry;
+        e.slot.detector.onEvent(e.state, waitingEvents[i] as CanonicalEvent, drafts);
+        if (drafts.length > 0) this.emit(e, drafts, out);
+      }
+    }
+
+    try {
+      // 2. Findings, then 3. the states that produced them.
+      if (out.length > 0) await this.transport.send(TOPICS.findings, out);
+      if (dirty.length > 0) await this.saveEntries(dirty);
+      if (this.fullSaveNeeded || this.fullSave) await this.saveAllNow();
+    } catch (err) {
+      // Memory is now ahead of the store and of the committed offsets. Forget the batch's keys, so a
+      // re-delivery starts from the saved states instead of applying the batch twice.
+      if (!byReference) this.forget(dirty);
+      throw err;
+    }
+
+    // 4. Idle keys of this partition leave memory (everything here is saved now).
+    if (wm >= clock.nextSweep) {
+      clock.nextSweep = wm + Math.max(1, Math.floor(this.idleMs / 4));
+      this.evict((e) => e.part === part && e.lastSeen < wm - this.idleMs, 'idle');
+    }
   }
 
-  private toFinding(detector: DetectorInstance, draft: FindingDraft): Finding {
+  /** Turns the drafts of one entry's event into findings (and empties drafts). */
+  private emit(e: Entry, drafts: FindingDraft[], out: OutgoingMessage<Finding>[]): void {
+    const detector = e.slot.detector;
+    for (const d of drafts) {
+      const f = this.toFinding(detector, d, e.ref.runId);
+      out.push(f.runId === this.runId ? { key: f.key, value: f } : { key: f.key, value: f, headers: { run: f.runId } });
+    }
+    this.counters.findings[detector.name] = (this.counters.findings[detector.name] ?? 0) + drafts.length;
+    drafts.length = 0;
+  }
+
+  private async loadEntries(entries: Entry[]): Promise<void> {
+    const loading = (async () => {
+      this.counters.loadCalls++;
+      const values = await this.store.load(entries.map((e) => e.ref));
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i] as Entry;
+        const v = values[i];
+        const detector = e.slot.detector;
+        if (v === undefined) {
+          e.state = detector.newState(e.ref.key);
+        } else {
+          e.state = this.byReference ? v : detector.fromJSON(v);
+          e.stored = true;
+          this.counters.statesLoaded++;
+        }
+      }
+    })();
+    for (const e of entries) e.loading = loading;
+    try {
+      await loading;
+    } catch (err) {
+      this.forget(entries);
+      throw err;
+    } finally {
+      for (const e of entries) e.loading = undefined;
+    }
+  }
+
+  /** Drops entries from memory (only the very entries given, not a newer one under the same key). */
+  private forget(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      const keys = e.slot.runs.get(e.ref.runId);
+      if (keys?.get(e.ref.key) === e) keys.delete(e.ref.key);
+      e.dirty = false;
+    }
+  }
+
+  private async saveEntries(entries: readonly Entry[]): Promise<void> {
+    const byReference = this.byReference;
+    const payload = entries.map((e) => ({ ref: e.ref, state: byReference ? e.state : e.slot.detector.toJSON(e.state) }));
+    for (const e of entries) e.dirty = false;
+    this.counters.saveCalls++;
+    this.counters.statesSaved += payload.length;
+    await this.store.save(payload);
+  }
+
+  /** Every loaded entry, optionally filtered. */
+  private *entries(filter?: (e: Entry) => boolean): Generator<Entry> {
+    for (const slot of this.slots) {
+      for (const keys of slot.runs.values()) {
+        for (const e of keys.values()) if (e.loading === undefined && (!filter || filter(e))) yield e;
+      }
+    }
+  }
+
+  private evict(filter: (e: Entry) => boolean, why: 'idle' | 'revoke'): number {
+    let n = 0;
+    for (const slot of this.slots) {
+      for (const [runId, keys] of slot.runs) {
+        for (const [key, e] of keys) {
+          if (e.loading !== undefined || e.dirty || (this.byReference && !e.stored) || !filter(e)) continue;
+          keys.delete(key);
+          n++;
+        }
+        if (keys.size === 0 && runId !== this.runId) {
+          slot.runs.delete(runId);
+          if (slot.lastRun === keys) {
+            slot.lastRun = undefined;
+            slot.lastRunId = undefined;
+          }
+        }
+      }
+    }
+    if (why === 'idle') this.counters.evicted += n;
+    else this.counters.revoked += n;
+    return n;
+  }
+
+  private onStoreReconnect(info: StateStoreReconnect): void {
+    if (this.byReference) return;
+    this.counters.recheckpoints++;
+    if (info.dataLost) {
+      this.counters.stateLossEvents++;
+      this.log('state store lost its data: saving every state held in memory again; keys evicted before start fresh');
+    }
+    this.fullSaveNeeded = true;
+    this.saveAllNow().catch((e: unknown) => this.log('saving states after a store reconnect failed (retried with the next batch)', { error: (e as Error).message }));
+  }
+
+  /** Saves every state in memory (serialized, in chunks) while a full save is needed; one run at a time. */
+  private saveAllNow(): Promise<void> {
+    this.fullSave ??= (async () => {
+      try {
+        while (this.fullSaveNeeded) {
+          this.fullSaveNeeded = false;
+          try {
+            let chunk: Entry[] = [];
+            for (const e of this.entries()) {
+              chunk.push(e);
+              if (chunk.length >= SAVE_CHUNK) {
+                await this.saveEntries(chunk);
+                chunk = [];
+              }
+            }
+            if (chunk.length > 0) await this.saveEntries(chunk);
+          } catch (err) {
+            this.fullSaveNeeded = true;
+            throw err;
+          }
+        }
+      } finally {
+        this.fullSave = undefined;
+      }
+    })();
+    return this.fullSave;
+  }
+
+  /**
+   * The transport takes partitions away (rebalance): their keys get a final save and leave memory, so
+   * the next owner loads exactly what this worker had.
+   */
+  async revoke(partitions: readonly TopicPartition[]): Promise<void> {
+    // A re-save after a store reconnect covers keys that are clean here but gone from the store: finish it first.
+    if (this.fullSaveNeeded || this.fullSave) await this.saveAllNow();
+    const parts = new Set(partitions.map((p) => `${p.topic}#${p.partition}`));
+    const inParts = (e: Entry) => parts.has(e.part);
+    const unsaved = [...this.entries((e) => inParts(e) && (e.dirty || (this.byReference && !e.stored)))];
+    if (unsaved.length > 0) await this.saveEntries(unsaved);
+    for (const e of unsaved) e.stored = true;
+    this.evict(inParts, 'revoke');
+    for (const p of parts) this.clocks.delete(p);
+  }
+
+  private toFinding(detector: DetectorInstance, draft: FindingDraft, runId: string): Finding {
     const { trigger, ...rest } = draft;
     return {
       // The trigger's event time is part of the identity, so the same trade id at another time is another finding.
       id: findingId(detector.name, detector.ruleId, draft.key, `${trigger}@${draft.ts}`),
-      runId: this.runId,
+      runId,
       detector: detector.name,
       ruleId: detector.ruleId,
       ...rest,
     };
   }
 
-  /** Keys with state, per detector (for metrics and tests). */
+  /** Keys with state in memory, over detectors and runs (for metrics and tests). */
   keyCount(): number {
-    const slots = new Set([...this.byKind.values()].flat());
     let n = 0;
-    for (const s of slots) n += s.states.size;
+    for (const slot of this.slots) for (const keys of slot.runs.values()) n += keys.size;
     return n;
   }
 
+  /** Stops consuming; states are saved already (each batch saves before it resolves). */
   async stop(): Promise<void> {
     await this.subscription?.stop();
+    this.subscription = undefined;
+    this.unsubscribeReconnect?.();
+    this.unsubscribeReconnect = undefined;
+    if (this.fullSaveNeeded || this.fullSave) await this.saveAllNow();
   }
 }

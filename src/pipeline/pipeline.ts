@@ -4,10 +4,11 @@
  * Live and replay build the very same pipeline; only the frame source and the run id differ.
  */
 import type { Finding } from '../core/events.ts';
-import type { DetectorInstance } from '../detectors/types.ts';
+import type { DetectorInstance, StateStore } from '../detectors/types.ts';
 import type { AlertHub } from '../api/alert-hub.ts';
 import { DeadLetterWriter, FindingWriter } from '../storage/finding-writer.ts';
 import type { Store } from '../storage/types.ts';
+import { RedisStateStore } from '../state/redis.ts';
 import { MemoryTransport } from '../transport/memory.ts';
 import { TOPICS, type Subscription, type Transport } from '../transport/types.ts';
 import { DetectorRunner } from './detect.ts';
@@ -24,6 +25,17 @@ export interface PipelineOptions {
   flushMs?: number;
   partitions?: number;
   queueCapacity?: number;
+  /** Detector state store (the caller opens and closes it); default: in memory, fresh per pipeline. */
+  stateStore?: StateStore;
+  /** REDIS_URL: keep detector state in Redis (the pipeline opens and closes the connection). */
+  redisUrl?: string;
+  /** VIGIL_STATE_IDLE_MS: event time a key may stay unseen before its state leaves memory. */
+  stateIdleMs?: number;
+  /**
+   * The run's detector state lives only as long as this pipeline (replays): the run's namespace in the
+   * state store is cleared at start, so a re-run with the same id starts fresh, and again at close.
+   */
+  ephemeralState?: boolean;
 }
 
 export class Pipeline {
@@ -36,13 +48,18 @@ export class Pipeline {
   private readonly ownsTransport: boolean;
   deadLetters = 0;
   private readonly maxPendingFindings: number;
+  private readonly ownedStateStore?: StateStore;
 
   constructor(private readonly options: PipelineOptions) {
     this.ownsTransport = !options.transport;
     this.maxPendingFindings = 10 * (options.flushRows ?? 1000);
     this.transport = options.transport ?? new MemoryTransport({ partitions: options.partitions, queueCapacity: options.queueCapacity });
     this.ingestor = new Ingestor(this.transport, options.ingest);
-    this.detectors = new DetectorRunner(this.transport, options.detectors, options.runId);
+    if (!options.stateStore && options.redisUrl) this.ownedStateStore = new RedisStateStore({ url: options.redisUrl });
+    this.detectors = new DetectorRunner(this.transport, options.detectors, options.runId, {
+      store: options.stateStore ?? this.ownedStateStore,
+      idleMs: options.stateIdleMs,
+    });
     if (options.store) {
       const batching = { maxRows: options.flushRows, maxDelayMs: options.flushMs };
       this.findingWriter = new FindingWriter(options.store, batching);
@@ -88,6 +105,8 @@ export class Pipeline {
         },
       }),
     );
+    await this.detectors.store.open();
+    if (this.options.ephemeralState) await this.detectors.store.clear(runId);
     await this.detectors.start();
     return this;
   }
@@ -102,6 +121,8 @@ export class Pipeline {
   async close(): Promise<void> {
     await this.drain().catch(() => undefined);
     await this.detectors.stop();
+    if (this.options.ephemeralState) await this.detectors.store.clear(this.options.runId).catch(() => undefined);
+    await this.ownedStateStore?.close();
     for (const s of this.subscriptions) await s.stop();
     await Promise.all([this.findingWriter?.close(), this.deadLetterWriter?.close()]);
     if (this.ownsTransport) await this.transport.close();
