@@ -2,6 +2,7 @@
  * Parse + normalize throughput per venue, on real captures, against the ceiling of plain JSON.parse on
  * the same frames. Each figure is the best of several passes (least disturbed by GC and the other core).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { CanonicalEvent } from '../src/core/events.ts';
 import { getAdapter, venues } from '../src/feeds/registry.ts';
@@ -19,6 +20,8 @@ export const FEED_CAPTURES: Record<string, string[]> = {
 
 export interface FeedBenchRow {
   venue: string;
+  /** `capture` (real traffic) or `fixture` (the venue's documented example frames, repeated). */
+  input: 'capture' | 'fixture';
   frames: number;
   events: number;
   bytes: number;
@@ -36,6 +39,16 @@ async function loadFrames(venue: string, files: string[]): Promise<RawFrame[]> {
   return frames;
 }
 
+/** Venues with no capture here are measured on their example frames (test/fixtures/frames/<venue>.jsonl). */
+function fixtureFrames(venue: string): RawFrame[] {
+  const path = `test/fixtures/frames/${venue}.jsonl`;
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((data, i) => ({ recvTs: 1_700_000_000_000 + i, source: venue, data }));
+}
+
 function best(passes: number, fn: () => void): number {
   let bestMs = Infinity;
   for (let i = 0; i < passes; i++) {
@@ -50,9 +63,10 @@ export async function benchFeeds(options: { minFrames?: number; passes?: number 
   const minFrames = options.minFrames ?? 200_000;
   const passes = options.passes ?? 5;
   const rows: FeedBenchRow[] = [];
-  for (const [venue, files] of Object.entries(FEED_CAPTURES)) {
-    if (!(venue in venues)) continue;
-    const frames = await loadFrames(venue, files);
+  for (const venue of Object.keys(venues)) {
+    const captured = await loadFrames(venue, FEED_CAPTURES[venue] ?? []);
+    const input = captured.length > 0 ? 'capture' : 'fixture';
+    const frames = captured.length > 0 ? captured : fixtureFrames(venue);
     if (frames.length === 0) continue;
     // Repeat small captures so every pass runs long enough to time.
     const reps = Math.max(1, Math.ceil(minFrames / frames.length));
@@ -82,6 +96,7 @@ export async function benchFeeds(options: { minFrames?: number; passes?: number 
     const total = frames.length * reps;
     rows.push({
       venue,
+      input,
       frames: frames.length,
       events: events / reps,
       bytes: frames.reduce((a, f) => a + f.data.length, 0),

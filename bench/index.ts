@@ -6,10 +6,10 @@ const n = (x: number) => x.toLocaleString('en-US');
 const started = Date.now();
 const feeds = await benchFeeds();
 
-const header = ['venue', 'frames', 'events', 'JSON.parse frames/s', 'normalize frames/s', 'ratio'];
-const rows = feeds.map((r) => [r.venue, n(r.frames), n(r.events), n(r.jsonParseFramesPerSec), n(r.normalizeFramesPerSec), `${(r.ratio * 100).toFixed(1)}%`]);
+const header = ['venue', 'input', 'frames', 'events', 'JSON.parse frames/s', 'normalize frames/s', 'ratio'];
+const rows = feeds.map((r) => [r.venue, r.input, n(r.frames), n(r.events), n(r.jsonParseFramesPerSec), n(r.normalizeFramesPerSec), `${(r.ratio * 100).toFixed(1)}%`]);
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
 console.log('parse + normalize, per venue (ratio = share of plain JSON.parse throughput on the same frames)');
 console.log(line(header));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { eventSchema, type CanonicalEvent, type FeedStatus } from '../src/core/events.ts';
 import { ERR } from '../src/core/errors.ts';
 import type { BinanceNormalizer } from '../src/feeds/binance.ts';
@@ -175,6 +175,29 @@ describe('binance-futures live feed against a simulated futures market', () => {
     }
     expect(client.events.filter((e) => e.kind === 'trade').length).toBe(server.current('c1')!.sent.filter((t) => t.includes('@aggTrade')).length);
     expect(client.ingestor.counters.malformed).toBe(0);
+  });
+
+  it('a dropped connection recovers with a consistent book (new /fapi/v1/depth snapshot per symbol)', async () => {
+    const { server, client } = await session({ ticks: 300, kill: [{ conn: 0, step: 120 }] });
+    expect(server.connectionsOf('c1')).toHaveLength(2);
+    expect(server.requestsOf('c1').map((r) => r.symbol).sort()).toEqual(['BTCUSDT', 'BTCUSDT', 'ETHUSDT', 'ETHUSDT']);
+    for (const r of Object.values(client.normalizer.bookReport())) {
+      expect(r.resyncs).toBe(0); // a reconnect is not a sequence gap
+      expect(r.matched).toBe(r.compared);
+    }
+    const statuses = client.events.filter((e) => e.kind === 'status' && e.symbol === 'BTC-USDT-PERP').map((e) => (e.kind === 'status' ? e.status : ''));
+    expect(statuses).toEqual(['connected', 'book_synced', 'disconnected', 'connected', 'book_synced']);
+    expectBooks(server, client);
+  });
+
+  it('a malformed frame becomes a dead letter with its reason and raw text, and the feed goes on', async () => {
+    const bad = '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"BTCUSDT","a":7,"p":"1","q":"NaN","f":1,"l":1,"T":1,"m":true}}';
+    const { server, client } = await session({ ticks: 200, raw: [{ conn: 0, step: 80, text: bad }] });
+    await vi.waitFor(() => expect(client.dlq).toHaveLength(1));
+    expect(client.dlq[0]).toMatchObject({ source: 'binance-futures', raw: bad });
+    expect(client.dlq[0]!.reason).toMatch(/qty|\(q\)/);
+    expect(client.ingestor.counters.malformed).toBe(1);
+    expectBooks(server, client);
   });
 
   it('a pu gap resyncs that symbol only', async () => {
