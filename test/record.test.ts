@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CanonicalEvent } from '../src/core/events.ts';
 import { binanceAdapter, binanceSpotProtocol } from '../src/feeds/binance.ts';
 import { STATUS_CHANNEL, type RawFrame } from '../src/feeds/types.ts';
-import { partPath } from '../src/cli/record.ts';
+import { partPath, recordFeed, RecordingWriter } from '../src/cli/record.ts';
 import { readRecords } from '../src/replay/formats.ts';
 import { BinanceTestServer, startLiveClient, type ClientScript, type LiveClient } from './helpers/binance-server.ts';
 import { startVigil, stop, tempDir, vigil } from './helpers/cli.ts';
@@ -127,6 +127,32 @@ describe('vigil record', () => {
     // The session had what it should: a reconnect and exactly one resync (ETH), in both.
     expect(live.normalizer.bookReport()).toMatchObject({ 'ETH-USDT': { resyncs: 1 }, 'BTC-USDT': { resyncs: 0 } });
     expect(server.requestsOf('rec').map((r) => r.symbol).slice(4)).toEqual(['ETHUSDT']);
+  });
+
+  it('in one process: replaying the recording gives exactly the events the live normalizer produced while recording, receive times included', async () => {
+    const script: ClientScript = { ticks: 300, kill: [{ conn: 0, step: 100 }], skip: [{ conn: 1, step: 150, symbol: 'BTCUSDT' }] };
+    const server = await BinanceTestServer.start({ symbols: SYMBOLS, script: () => script });
+    servers.push(server);
+    const out = join(tempDir('vigil-record-exact-'), 'session.jsonl.gz');
+    const writer = new RecordingWriter({ out });
+    const ctrl = new AbortController();
+    const feed = binanceAdapter.connect!({ symbols: ['btcusdt', 'ethusdt'], wsUrl: server.wsUrl('x'), restUrl: server.restUrl('x'), signal: ctrl.signal });
+    const live: CanonicalEvent[] = [];
+    const recording = recordFeed(binanceAdapter, feed, writer, (evs) => live.push(...evs));
+    const t0 = Date.now();
+    while (!(server.connectionsOf('x').length === 2 && server.current('x')!.done) && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 500));
+    ctrl.abort();
+    const result = await recording;
+    await writer.close();
+    expect(result.malformed).toBe(0);
+    expect(result.books).toMatchObject({ 'BTC-USDT': { resyncs: 1 }, 'ETH-USDT': { resyncs: 0 } });
+
+    const { frames } = await framesOf([out]);
+    const replayed = normalizeAll(frames);
+    expect(live.length).toBeGreaterThan(500);
+    // Everything, in order, with recvTs and ts: the recording is the live session.
+    expect(replayed).toEqual(live);
   });
 
   it('rotates by size into several complete gzip files that replay in order to the whole session; --duration ends it', async () => {

@@ -15,7 +15,8 @@ import { createGzip, type Gzip } from 'node:zlib';
 import { loadConfig } from '../core/config.ts';
 import { ERR, VigilError } from '../core/errors.ts';
 import { getAdapter } from '../feeds/registry.ts';
-import type { BookReport, RawFrame } from '../feeds/types.ts';
+import type { CanonicalEvent } from '../core/events.ts';
+import type { BookReport, LiveFeed, RawFrame, VenueAdapter } from '../feeds/types.ts';
 import { formatRecordLine } from '../replay/formats.ts';
 import { parse, UsageError } from './args.ts';
 
@@ -172,6 +173,32 @@ function formatReport(report: Record<string, BookReport>): string {
     .join('; ');
 }
 
+/**
+ * Writes every frame of a live feed as received, and runs the venue's normalizer on it so gaps still
+ * trigger resyncs while recording. `onEvents` sees the live events (tests compare them with the replay).
+ */
+export async function recordFeed(
+  adapter: VenueAdapter,
+  feed: LiveFeed,
+  writer: RecordingWriter,
+  onEvents?: (events: CanonicalEvent[]) => void,
+): Promise<{ malformed: number; books?: Record<string, BookReport> }> {
+  const normalizer = adapter.createNormalizer({ requestResync: (symbol, reason) => feed.resync(symbol, reason) });
+  const out: CanonicalEvent[] = [];
+  let malformed = 0;
+  for await (const frame of feed) {
+    await writer.write(frame);
+    out.length = 0;
+    try {
+      normalizer.normalize(frame, out);
+    } catch {
+      malformed++; // recorded as received; the replay reports it
+    }
+    if (onEvents && out.length > 0) onEvents([...out]);
+  }
+  return { malformed, books: normalizer.bookReport?.() };
+}
+
 export async function recordCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
@@ -243,19 +270,9 @@ export async function recordCommand(argv: string[]): Promise<number> {
         const adapter = getAdapter(venue);
         log(`connecting ${venue}: ${symbols.join(', ')}`);
         const feed = adapter.connect!({ symbols, ...config.endpoints[venue], signal: abort.signal, log: (m, extra) => log(m, extra) });
-        const normalizer = adapter.createNormalizer({ requestResync: (symbol, reason) => feed.resync(symbol, reason) });
-        const out: Parameters<typeof normalizer.normalize>[1] = [];
-        for await (const frame of feed) {
-          await writer.write(frame);
-          out.length = 0;
-          try {
-            normalizer.normalize(frame, out);
-          } catch {
-            malformed++; // recorded as received; the replay reports it
-          }
-        }
-        const r = normalizer.bookReport?.();
-        if (r && Object.keys(r).length > 0) reports[venue] = r;
+        const r = await recordFeed(adapter, feed, writer);
+        malformed += r.malformed;
+        if (r.books && Object.keys(r.books).length > 0) reports[venue] = r.books;
       }),
     );
   } catch (e) {
