@@ -3,6 +3,7 @@
  * the same frames. Each figure is the best of several passes (least disturbed by GC and the other core).
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { CanonicalEvent } from '../src/core/events.ts';
 import { getAdapter, venues } from '../src/feeds/registry.ts';
@@ -39,6 +40,9 @@ async function loadFrames(venue: string, files: string[]): Promise<RawFrame[]> {
   return frames;
 }
 
+/** Mapped frames name their mapping file in the channel, as live mapped feeds and their recordings do. */
+const MAPPED_CHANNEL = `mapping:${resolve('docs/feeds/examples/card-processor.json')}`;
+
 /** Venues with no capture here are measured on their example frames (test/fixtures/frames/<venue>.jsonl). */
 function fixtureFrames(venue: string): RawFrame[] {
   const path = `test/fixtures/frames/${venue}.jsonl`;
@@ -46,7 +50,7 @@ function fixtureFrames(venue: string): RawFrame[] {
   return readFileSync(path, 'utf8')
     .split('\n')
     .filter((l) => l.trim())
-    .map((data, i) => ({ recvTs: 1_700_000_000_000 + i, source: venue, data }));
+    .map((data, i) => ({ recvTs: 1_700_000_000_000 + i, source: venue, data, ...(venue === 'mapped' ? { channel: MAPPED_CHANNEL } : {}) }));
 }
 
 function best(passes: number, fn: () => void): number {

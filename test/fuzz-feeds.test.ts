@@ -1,6 +1,7 @@
 // Every venue parser against a large number of mutated real frames: no crash, no hang, and every
 // rejected frame a dead letter with a reason and its raw text.
 import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CanonicalEvent } from '../src/core/events.ts';
 import { venues } from '../src/feeds/registry.ts';
@@ -32,8 +33,10 @@ async function seeds(venue: string): Promise<RawFrame[]> {
     for await (const r of readRecords(f)) if (r.type === 'frame' && r.frame.source === venue) out.push(r.frame);
   }
   const fixture = `test/fixtures/frames/${venue}.jsonl`;
+  // Mapped frames name their mapping file in the channel, as a live mapped feed and its recordings do.
+  const channel = venue === 'mapped' ? `mapping:${resolve('docs/feeds/examples/card-processor.json')}` : undefined;
   if (existsSync(fixture)) {
-    for (const line of readFileSync(fixture, 'utf8').split('\n')) if (line.trim()) out.push({ recvTs: 1_700_000_000_000, source: venue, data: line });
+    for (const line of readFileSync(fixture, 'utf8').split('\n')) if (line.trim()) out.push({ recvTs: 1_700_000_000_000, source: venue, data: line, ...(channel ? { channel } : {}) });
   }
   return out;
 }
