@@ -10,7 +10,8 @@ import {
 } from '../src/feeds/binance-futures.ts';
 import { getAdapter } from '../src/feeds/registry.ts';
 import { MalformedFrameError, STATUS_CHANNEL, type RawFrame } from '../src/feeds/types.ts';
-import { BinanceTestServer, rebuildFromEvents, startLiveClient, type ClientScript, type LiveClient } from './helpers/binance-server.ts';
+import { BinanceTestServer, startLiveClient, type ClientScript, type LiveClient } from './helpers/binance-server.ts';
+import { rebuildFromEvents } from './helpers/live-harness.ts';
 
 function frame(data: unknown, extra: Partial<RawFrame> = {}): RawFrame {
   return { recvTs: 1_700_000_000_500.25, source: 'binance-futures', data: JSON.stringify(data), ...extra };

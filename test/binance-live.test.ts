@@ -7,7 +7,8 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { ERR } from '../src/core/errors.ts';
 import type { Book, CanonicalEvent, FeedStatus } from '../src/core/events.ts';
 import { binanceAdapter, binanceSpotProtocol, QUEUE_HIGH_WATER } from '../src/feeds/binance.ts';
-import { BinanceTestServer, rebuildFromEvents, startLiveClient, type ClientScript, type LiveClient } from './helpers/binance-server.ts';
+import { BinanceTestServer, startLiveClient, type ClientScript, type LiveClient } from './helpers/binance-server.ts';
+import { rebuildFromEvents } from './helpers/live-harness.ts';
 import { STATUS_CHANNEL, type LiveFeedOptions, type RawFrame, type StatusFrameData } from '../src/feeds/types.ts';
 
 const DATA = new URL('../../shared/data/exchange_raw/', import.meta.url).pathname;

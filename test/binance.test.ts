@@ -6,6 +6,7 @@ import { getAdapter, venues } from '../src/feeds/registry.ts';
 import { BINANCE_QUOTE_ASSETS, binanceSymbol, binanceWireSymbol } from '../src/feeds/symbols.ts';
 import { MalformedFrameError, STATUS_CHANNEL, type Normalizer, type RawFrame } from '../src/feeds/types.ts';
 import { readRecords } from '../src/replay/formats.ts';
+import { normalizeFrame, rawFrame, rejectionReason } from './helpers/frames.ts';
 
 const DATA = new URL('../../shared/data/exchange_raw/', import.meta.url).pathname;
 const HFT = `${DATA}hftbacktest/spot_btcusdt_20240808.gz`;
@@ -41,27 +42,9 @@ async function normalizeFile(path: string): Promise<{ results: Normalized[]; ski
   return { results, skipped, malformedLines, normalizer: n };
 }
 
-function frame(data: unknown, extra: Partial<RawFrame> = {}): RawFrame {
-  return { recvTs: 1_700_000_000_123.75, source: 'binance', data: typeof data === 'string' ? data : JSON.stringify(data), ...extra };
-}
-
-function normalizeOne(data: unknown, extra: Partial<RawFrame> = {}): { events: CanonicalEvent[]; label: string | undefined } {
-  const events: CanonicalEvent[] = [];
-  const label = binanceAdapter.createNormalizer().normalize(frame(data, extra), events);
-  return { events, label };
-}
-
-function malformedReason(data: unknown, extra: Partial<RawFrame> = {}): string {
-  const events: CanonicalEvent[] = [];
-  try {
-    binanceAdapter.createNormalizer().normalize(frame(data, extra), events);
-  } catch (err) {
-    expect(err).toBeInstanceOf(MalformedFrameError);
-    expect(events).toHaveLength(0);
-    return (err as Error).message;
-  }
-  throw new Error(`expected MalformedFrameError for ${JSON.stringify(data)}`);
-}
+const frame = (data: unknown, extra: Partial<RawFrame> = {}): RawFrame => rawFrame('binance', 1_700_000_000_123.75, data, extra);
+const normalizeOne = (data: unknown, extra: Partial<RawFrame> = {}) => normalizeFrame(binanceAdapter.createNormalizer(), frame(data, extra));
+const malformedReason = (data: unknown, extra: Partial<RawFrame> = {}): string => rejectionReason(binanceAdapter.createNormalizer(), frame(data, extra), true);
 
 describe('binance normalizer on the hftbacktest capture (spot BTCUSDT, 41,249 frames)', async () => {
   const { results, malformedLines, normalizer } = await normalizeFile(HFT);

@@ -2,15 +2,13 @@
 // through an Ingestor on a MemoryTransport exactly as `vigil run` does: acks, pings, snapshots, deltas,
 // tickers, a killed connection, a sequence gap, a service restart (u=1) and broken frames.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Book, CanonicalEvent, FeedStatus, Quote, Trade } from '../src/core/events.ts';
+import type { Trade } from '../src/core/events.ts';
 import { BYBIT_PING_MESSAGE, bybitAdapter, bybitProtocol, connectBybit, type BybitNormalizer } from '../src/feeds/bybit.ts';
 import { connectVenue } from '../src/feeds/connection.ts';
-import type { LiveFeed, Normalizer, RawFrame } from '../src/feeds/types.ts';
+import type { LiveFeed } from '../src/feeds/types.ts';
 import { STATUS_CHANNEL } from '../src/feeds/types.ts';
-import { Ingestor, type DeadLetterMessage } from '../src/pipeline/ingest.ts';
-import { MemoryTransport } from '../src/transport/memory.ts';
-import { TOPICS } from '../src/transport/types.ts';
 import { BybitServer, type Lvl } from './helpers/bybit-server.ts';
+import { bookLevels, books, countStatus, numericLevels, quotes, rebuildFromEvents, startLiveRun, statuses, stopLiveRuns, type Levels, type LiveRun } from './helpers/live-harness.ts';
 
 const BOOKS: Record<string, { bids: Lvl[]; asks: Lvl[] }> = {
   'linear/BTCUSDT': {
@@ -30,120 +28,37 @@ const SYMBOLS = ['linear/BTCUSDT', 'ETH-USDT-PERP', 'BTC-USDT'];
 /** Canonical symbol → server book key. */
 const KEYS: Record<string, string> = { 'BTC-USDT-PERP': 'linear/BTCUSDT', 'ETH-USDT-PERP': 'linear/ETHUSDT', 'BTC-USDT': 'spot/BTCUSDT' };
 
-interface Run {
+interface Run extends LiveRun<BybitNormalizer> {
   server: BybitServer;
-  normalizer: BybitNormalizer;
-  ingestor: Ingestor;
-  frames: RawFrame[];
-  events: CanonicalEvent[];
-  dlq: DeadLetterMessage[];
-  resyncs: [string, string][];
-  stop(): Promise<void>;
 }
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+afterEach(stopLiveRuns);
 
 async function start(makeFeed?: (server: BybitServer, signal: AbortSignal) => LiveFeed): Promise<Run> {
   const server = await BybitServer.start(BOOKS);
-  const ctrl = new AbortController();
-  const resyncs: [string, string][] = [];
-  const events: CanonicalEvent[] = [];
-  const frames: RawFrame[] = [];
-  const dlq: DeadLetterMessage[] = [];
-  let feed: LiveFeed | undefined;
-  const normalizer = bybitAdapter.createNormalizer({
-    requestResync: (symbol, reason) => {
-      resyncs.push([symbol, reason]);
-      feed?.resync(symbol, reason);
-    },
-  }) as BybitNormalizer;
-  const recording: Normalizer = {
-    venue: 'bybit',
-    normalize(frame, out) {
-      frames.push(frame);
-      const label = normalizer.normalize(frame, out);
-      events.push(...out);
-      return label;
-    },
-    bookReport: () => normalizer.bookReport(),
-  };
-  feed = makeFeed?.(server, ctrl.signal) ?? connectBybit({ symbols: SYMBOLS, wsUrl: server.url, signal: ctrl.signal }, { backoffBaseMs: 20, backoffCapMs: 100 });
-  const transport = new MemoryTransport();
-  await transport.subscribe<DeadLetterMessage>({
-    group: 'dlq-test',
-    topics: [TOPICS.dlq],
-    eachBatch: (b) => {
-      for (const m of b.messages) dlq.push(m.value);
-    },
+  const run = await startLiveRun({
+    createNormalizer: (context) => bybitAdapter.createNormalizer(context) as BybitNormalizer,
+    connect: (signal) => makeFeed?.(server, signal) ?? connectBybit({ symbols: SYMBOLS, wsUrl: server.url, signal }, { backoffBaseMs: 20, backoffCapMs: 100 }),
+    onStop: () => server.close(),
   });
-  const ingestor = new Ingestor(transport, { batchSize: 1 });
-  ingestor.setNormalizer('bybit', recording);
-  const f = feed;
-  const loop = (async () => {
-    for await (const frame of f) await ingestor.push(frame);
-    await ingestor.flush();
-  })();
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    ctrl.abort();
-    await loop;
-    await transport.drain();
-    await transport.close();
-    await server.close();
-  };
-  cleanups.push(stop);
-  return { server, normalizer, ingestor, frames, events, dlq, resyncs, stop };
+  return Object.assign(run, { server });
 }
 
-const statuses = (events: CanonicalEvent[], symbol?: string): FeedStatus[] =>
-  events.filter((e): e is FeedStatus => e.kind === 'status' && (symbol === undefined || e.symbol === symbol));
-const books = (events: CanonicalEvent[], symbol: string): Book[] => events.filter((e): e is Book => e.kind === 'book' && e.symbol === symbol);
-const quotes = (events: CanonicalEvent[], symbol: string): Quote[] => events.filter((e): e is Quote => e.kind === 'quote' && e.symbol === symbol);
-const count = (events: CanonicalEvent[], symbol: string, status: FeedStatus['status']): number => statuses(events, symbol).filter((s) => s.status === status).length;
-
-function rebuild(events: CanonicalEvent[], symbol: string): { bids: [number, number][]; asks: [number, number][] } {
-  let bids = new Map<number, number>();
-  let asks = new Map<number, number>();
-  for (const e of events) {
-    if (e.kind === 'status' && e.symbol === symbol && (e.status === 'book_reset' || e.status === 'disconnected' || e.status === 'stale')) {
-      bids = new Map();
-      asks = new Map();
-    }
-    if (e.kind !== 'book' || e.symbol !== symbol) continue;
-    if (e.snapshot) {
-      bids = new Map();
-      asks = new Map();
-    }
-    for (const [p, q] of e.bids) q === 0 ? bids.delete(p) : bids.set(p, q);
-    for (const [p, q] of e.asks) q === 0 ? asks.delete(p) : asks.set(p, q);
-  }
-  return { bids: [...bids].sort((a, b) => b[0] - a[0]), asks: [...asks].sort((a, b) => a[0] - b[0]) };
-}
-
-function serverBook(server: BybitServer, symbol: string): { bids: [number, number][]; asks: [number, number][] } {
-  const b = server.book(KEYS[symbol]!);
-  const num = (l: Lvl): [number, number] => [Number(l[0]), Number(l[1])];
-  return { bids: b.bids.map(num), asks: b.asks.map(num) };
-}
+const serverBook = (server: BybitServer, symbol: string): Levels => numericLevels(server.book(KEYS[symbol]!));
 
 function expectConsistent(run: Run, symbol: string): void {
   const truth = serverBook(run.server, symbol);
-  expect(rebuild(run.events, symbol)).toEqual(truth);
+  expect(rebuildFromEvents(run.events, symbol)).toEqual(truth);
   const own = run.normalizer.orderBook(symbol);
   expect(own?.synced).toBe(true);
-  expect({ bids: own?.bids.levels.map((l) => [l.price, l.qty]), asks: own?.asks.levels.map((l) => [l.price, l.qty]) }).toEqual(truth);
+  expect(bookLevels(own)).toEqual(truth);
   expect(own?.seq).toBe(run.server.updateId(KEYS[symbol]!));
 }
 
 async function synced(run: Run, times = 1): Promise<void> {
   await vi.waitFor(
     () => {
-      for (const s of Object.keys(KEYS)) expect(count(run.events, s, 'book_synced'), s).toBe(times);
+      for (const s of Object.keys(KEYS)) expect(countStatus(run.events, s, 'book_synced'), s).toBe(times);
     },
     { timeout: 10_000, interval: 10 },
   );
@@ -236,8 +151,8 @@ describe('bybit live feed against a local Bybit v5 server', () => {
     server.update('linear/BTCUSDT', { bids: [['29999.95', '2']] });
     server.update('spot/BTCUSDT', { asks: [['30002.5', '1']] });
     await wait(() => {
-      expect(rebuild(events, 'BTC-USDT-PERP')).toEqual(serverBook(server, 'BTC-USDT-PERP'));
-      expect(rebuild(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT'));
+      expect(rebuildFromEvents(events, 'BTC-USDT-PERP')).toEqual(serverBook(server, 'BTC-USDT-PERP'));
+      expect(rebuildFromEvents(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT'));
     });
     for (const s of Object.keys(KEYS)) expectConsistent(run, s);
     // The derived spot quote follows the rebuilt book.
@@ -253,7 +168,7 @@ describe('bybit live feed against a local Bybit v5 server', () => {
     const initial = server.requests().length;
     server.update('linear/BTCUSDT', { bids: [['30000.10', '1.6']] }, { drop: true });
     server.update('linear/BTCUSDT', { asks: [['30000.30', '0']] });
-    await wait(() => expect(count(events, 'BTC-USDT-PERP', 'book_synced')).toBe(2));
+    await wait(() => expect(countStatus(events, 'BTC-USDT-PERP', 'book_synced')).toBe(2));
 
     const reset = statuses(events, 'BTC-USDT-PERP').find((s) => s.status === 'book_reset')!;
     expect(reset.reason).toBe('update id gap: expected u=1001, got u=1002');
@@ -263,8 +178,8 @@ describe('bybit live feed against a local Bybit v5 server', () => {
       ['linear', 'subscribe', ['orderbook.50.BTCUSDT']],
     ]);
     for (const s of ['ETH-USDT-PERP', 'BTC-USDT']) {
-      expect(count(events, s, 'book_reset')).toBe(0);
-      expect(count(events, s, 'book_synced')).toBe(1);
+      expect(countStatus(events, s, 'book_reset')).toBe(0);
+      expect(countStatus(events, s, 'book_synced')).toBe(1);
     }
     expect(books(events, 'BTC-USDT-PERP').map((b) => [b.snapshot, b.seq])).toEqual([
       [true, 1000],
@@ -273,7 +188,7 @@ describe('bybit live feed against a local Bybit v5 server', () => {
     expectConsistent(run, 'BTC-USDT-PERP');
     expect(run.normalizer.bookReport()).toEqual({ 'BTC-USDT-PERP': { resyncs: 1 }, 'ETH-USDT-PERP': { resyncs: 0 }, 'BTC-USDT': { resyncs: 0 } });
     server.update('linear/BTCUSDT', { bids: [['29999.80', '1']] });
-    await wait(() => expect(rebuild(events, 'BTC-USDT-PERP')).toEqual(serverBook(server, 'BTC-USDT-PERP')));
+    await wait(() => expect(rebuildFromEvents(events, 'BTC-USDT-PERP')).toEqual(serverBook(server, 'BTC-USDT-PERP')));
     expect(run.ingestor.counters.ignored).toMatchObject({ 'subscribe-ack': 3, 'unsubscribe-ack': 1 });
   });
 
@@ -291,8 +206,8 @@ describe('bybit live feed against a local Bybit v5 server', () => {
       [false, 2],
     ]));
     expectConsistent(run, 'BTC-USDT');
-    expect(count(events, 'BTC-USDT', 'book_reset')).toBe(0);
-    expect(count(events, 'BTC-USDT', 'book_synced')).toBe(1); // it never stopped being synced
+    expect(countStatus(events, 'BTC-USDT', 'book_reset')).toBe(0);
+    expect(countStatus(events, 'BTC-USDT', 'book_synced')).toBe(1); // it never stopped being synced
     expect(run.resyncs).toEqual([]);
     expect(quotes(events, 'BTC-USDT').at(-1)).toMatchObject({ bidPx: 30001.4, bidQty: 0.7, askPx: 30001.9, askQty: 0.05, seq: 2, derived: true });
   });
@@ -320,7 +235,7 @@ describe('bybit live feed against a local Bybit v5 server', () => {
     expect(events.find((e) => e.kind === 'trade')).toMatchObject({ symbol: 'BTC-USDT-PERP', tradeId: 'ok-1', side: 'sell' });
     // The spot book was not touched by the broken delta and keeps syncing.
     server.update('spot/BTCUSDT', { bids: [['30000.5', '1']] });
-    await wait(() => expect(rebuild(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT')));
+    await wait(() => expect(rebuildFromEvents(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT')));
     expectConsistent(run, 'BTC-USDT');
     expect(run.resyncs).toEqual([]);
   });

@@ -16,6 +16,7 @@ import {
 import type { ConnectionContext } from '../src/feeds/connection-types.ts';
 import { getAdapter } from '../src/feeds/registry.ts';
 import { MalformedFrameError, STATUS_CHANNEL, type RawFrame } from '../src/feeds/types.ts';
+import { normalizeFrame, rawFrame, rejectionReason } from './helpers/frames.ts';
 
 const LINEAR = { channel: 'category:linear' };
 const SPOT = { channel: 'category:spot' };
@@ -91,28 +92,15 @@ const DOC_SPOT_TICKER = {
   },
 };
 
-function frame(data: unknown, extra: Partial<RawFrame> = {}): RawFrame {
-  return { recvTs: 1_700_000_000_250.5, source: 'bybit', data: typeof data === 'string' ? data : JSON.stringify(data), ...extra };
-}
+const frame = (data: unknown, extra: Partial<RawFrame> = {}): RawFrame => rawFrame('bybit', 1_700_000_000_250.5, data, extra);
 
 function one(n: BybitNormalizer, data: unknown, extra: Partial<RawFrame> = LINEAR): { events: CanonicalEvent[]; label: string | undefined } {
-  const events: CanonicalEvent[] = [];
-  const label = n.normalize(frame(data, extra), events);
-  for (const e of events) expect(() => eventSchema.parse(e)).not.toThrow();
-  return { events, label };
+  const r = normalizeFrame(n, frame(data, extra));
+  for (const e of r.events) expect(() => eventSchema.parse(e)).not.toThrow();
+  return r;
 }
 
-function reason(n: BybitNormalizer, data: unknown, extra: Partial<RawFrame> = LINEAR): string {
-  const events: CanonicalEvent[] = [];
-  try {
-    n.normalize(frame(data, extra), events);
-  } catch (err) {
-    expect(err).toBeInstanceOf(MalformedFrameError);
-    expect(events).toHaveLength(0);
-    return (err as Error).message;
-  }
-  throw new Error('expected a MalformedFrameError');
-}
+const reason = (n: BybitNormalizer, data: unknown, extra: Partial<RawFrame> = LINEAR): string => rejectionReason(n, frame(data, extra), true);
 
 const delta = (u: number, d: { b?: string[][]; a?: string[][] } = {}, sym = 'BTCUSDT') => ({
   topic: `orderbook.50.${sym}`,

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Book, CanonicalEvent, FeedStatus, Quote, Trade } from '../src/core/events.ts';
+import type { Quote, Trade } from '../src/core/events.ts';
 import {
   coinbaseAdapter,
   coinbaseAdvancedAdapter,
@@ -14,11 +14,8 @@ import {
   type CoinbaseExchangeOptions,
   type CoinbaseNormalizer,
 } from '../src/feeds/coinbase.ts';
-import type { LiveFeed, Normalizer } from '../src/feeds/types.ts';
-import { Ingestor, type DeadLetterMessage } from '../src/pipeline/ingest.ts';
-import { MemoryTransport } from '../src/transport/memory.ts';
-import { TOPICS } from '../src/transport/types.ts';
 import { CoinbaseServer, type Lvl } from './helpers/coinbase-server.ts';
+import { bookLevels, books, countStatus, rebuildFromEvents, startLiveRun, statuses, stopLiveRuns, type Levels, type LiveRun } from './helpers/live-harness.ts';
 
 const CAPTURE = gunzipSync(readFileSync(new URL('../../shared/data/exchange_raw/cryptofeed/COINBASE.ws.28.0.gz', import.meta.url)))
   .toString('utf8')
@@ -38,112 +35,35 @@ const WAIT = { timeout: 8_000, interval: 10 };
 
 type Dialect = { kind: 'exchange'; exchange?: CoinbaseExchangeOptions } | { kind: 'advanced' };
 
-interface Run {
+interface Run extends LiveRun<CoinbaseNormalizer> {
   server: CoinbaseServer;
-  feed: LiveFeed;
-  normalizer: CoinbaseNormalizer;
-  ingestor: Ingestor;
-  events: CanonicalEvent[];
-  dlq: DeadLetterMessage[];
-  resyncs: [string, string][];
-  stop(): Promise<void>;
 }
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+afterEach(stopLiveRuns);
 
 async function start(symbols: string[], dialect: Dialect, prepare: (server: CoinbaseServer) => void): Promise<Run> {
   const server = await CoinbaseServer.start();
   prepare(server);
-  const ctrl = new AbortController();
-  const resyncs: [string, string][] = [];
-  const events: CanonicalEvent[] = [];
-  const dlq: DeadLetterMessage[] = [];
-  let feed: LiveFeed | undefined;
-  const venue = dialect.kind === 'exchange' ? 'coinbase' : 'coinbase-advanced';
   const adapter = dialect.kind === 'exchange' ? coinbaseAdapter : coinbaseAdvancedAdapter;
-  const normalizer = adapter.createNormalizer({
-    requestResync: (symbol, reason) => {
-      resyncs.push([symbol, reason]);
-      feed?.resync(symbol, reason);
+  const run = await startLiveRun({
+    createNormalizer: (context) => adapter.createNormalizer(context) as CoinbaseNormalizer,
+    connect: (signal) => {
+      const options = { symbols, wsUrl: server.wsUrl, restUrl: server.restUrl, signal };
+      return dialect.kind === 'exchange' ? connectCoinbase(options, dialect.exchange, TUNING) : connectCoinbaseAdvanced(options, TUNING);
     },
-  }) as CoinbaseNormalizer;
-  const recording: Normalizer = {
-    venue,
-    normalize(frame, out) {
-      const label = normalizer.normalize(frame, out);
-      events.push(...out);
-      return label;
-    },
-    bookReport: () => normalizer.bookReport(),
-  };
-  const options = { symbols, wsUrl: server.wsUrl, restUrl: server.restUrl, signal: ctrl.signal };
-  feed = dialect.kind === 'exchange' ? connectCoinbase(options, dialect.exchange, TUNING) : connectCoinbaseAdvanced(options, TUNING);
-  const transport = new MemoryTransport();
-  await transport.subscribe<DeadLetterMessage>({
-    group: 'dlq-test',
-    topics: [TOPICS.dlq],
-    eachBatch: (b) => {
-      for (const m of b.messages) dlq.push(m.value);
-    },
+    onStop: () => server.close(),
   });
-  const ingestor = new Ingestor(transport, { batchSize: 1 });
-  ingestor.setNormalizer(venue, recording);
-  const f = feed;
-  const loop = (async () => {
-    for await (const frame of f) await ingestor.push(frame);
-    await ingestor.flush();
-  })();
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    ctrl.abort();
-    await loop;
-    await transport.drain();
-    await transport.close();
-    await server.close();
-  };
-  cleanups.push(stop);
-  return { server, feed, normalizer, ingestor, events, dlq, resyncs, stop };
-}
-
-const statuses = (events: CanonicalEvent[], symbol?: string): FeedStatus[] =>
-  events.filter((e): e is FeedStatus => e.kind === 'status' && (symbol === undefined || e.symbol === symbol));
-const books = (events: CanonicalEvent[], symbol: string): Book[] => events.filter((e): e is Book => e.kind === 'book' && e.symbol === symbol);
-const count = (events: CanonicalEvent[], symbol: string, status: FeedStatus['status']): number => statuses(events, symbol).filter((s) => s.status === status).length;
-
-/** The book a consumer of the events would hold: snapshots reset it, deltas change it, a reset or disconnect drops it. */
-function rebuild(events: CanonicalEvent[], symbol: string): { bids: [number, number][]; asks: [number, number][] } {
-  let bids = new Map<number, number>();
-  let asks = new Map<number, number>();
-  for (const e of events) {
-    if (e.kind === 'status' && e.symbol === symbol && (e.status === 'book_reset' || e.status === 'disconnected' || e.status === 'stale')) {
-      bids = new Map();
-      asks = new Map();
-    }
-    if (e.kind !== 'book' || e.symbol !== symbol) continue;
-    if (e.snapshot) {
-      bids = new Map();
-      asks = new Map();
-    }
-    for (const [p, q] of e.bids) q === 0 ? bids.delete(p) : bids.set(p, q);
-    for (const [p, q] of e.asks) q === 0 ? asks.delete(p) : asks.set(p, q);
-  }
-  return { bids: [...bids].sort((a, b) => b[0] - a[0]), asks: [...asks].sort((a, b) => a[0] - b[0]) };
+  return Object.assign(run, { server });
 }
 
 /** The normalizer's own book. */
-function own(run: Run, symbol: string): { synced: boolean; bids: [number, number][]; asks: [number, number][] } | undefined {
+function own(run: Run, symbol: string): (Levels & { synced: boolean }) | undefined {
   const b = run.normalizer.orderBook(symbol);
-  if (b === undefined) return undefined;
-  return { synced: b.synced, bids: b.bids.levels.map((l): [number, number] => [l.price, l.qty]), asks: b.asks.levels.map((l): [number, number] => [l.price, l.qty]) };
+  return b === undefined ? undefined : { synced: b.synced, ...bookLevels(b) };
 }
 
-function expectConsistent(run: Run, symbol: string, truth: { bids: [number, number][]; asks: [number, number][] }): void {
-  expect(rebuild(run.events, symbol)).toEqual(truth);
+function expectConsistent(run: Run, symbol: string, truth: Levels): void {
+  expect(rebuildFromEvents(run.events, symbol)).toEqual(truth);
   expect(own(run, symbol)).toEqual({ synced: true, ...truth });
 }
 
@@ -169,7 +89,7 @@ describe('coinbase Exchange live feed against a local server', () => {
     expect(server.received.map((r) => r.msg)).toEqual([
       { type: 'subscribe', product_ids: ['SKL-USD', 'SKL-BTC'], channels: ['heartbeat', 'ticker', 'matches', 'level2_batch'] },
     ]);
-    await vi.waitFor(() => expect(count(events, 'SKL-USD', 'book_synced') + count(events, 'SKL-BTC', 'book_synced')).toBe(2), WAIT);
+    await vi.waitFor(() => expect(countStatus(events, 'SKL-USD', 'book_synced') + countStatus(events, 'SKL-BTC', 'book_synced')).toBe(2), WAIT);
     // The rest of the capture, in its order: book changes through the server's book, trades and tickers verbatim.
     let sent = { l2update: 0, match: 0, ticker: 0 };
     for (const { text, f } of CAP) {
@@ -210,24 +130,24 @@ describe('coinbase Exchange live feed against a local server', () => {
       s.setBook('ETH-USD', [['10.00', '3']], [['10.10', '5']]);
     });
     const { server, events } = run;
-    await vi.waitFor(() => expect(count(events, 'BTC-USD', 'book_synced') + count(events, 'ETH-USD', 'book_synced')).toBe(2), WAIT);
+    await vi.waitFor(() => expect(countStatus(events, 'BTC-USD', 'book_synced') + countStatus(events, 'ETH-USD', 'book_synced')).toBe(2), WAIT);
     expect(server.received[0]!.msg).toEqual({ type: 'subscribe', product_ids: ['BTC-USD', 'ETH-USD'], channels: ['heartbeat', 'ticker', 'matches', 'level2'] });
     server.l2update('BTC-USD', [['buy', '100.00', '1.25'], ['sell', '100.25', '0.5']]);
     server.match('BTC-USD', 'sell', '100.25', '0.1');
     await vi.waitFor(() => expect(events.filter((e) => e.kind === 'trade')).toHaveLength(1), WAIT);
     expectConsistent(run, 'BTC-USD', server.levelBook('BTC-USD'));
 
-    server.dropConnections();
+    server.dropAll();
     // The market moves while the client is away: nobody receives these.
     server.l2update('BTC-USD', [['buy', '100.00', '0'], ['buy', '99.75', '3'], ['sell', '100.25', '0']]);
     server.l2update('ETH-USD', [['sell', '10.05', '1']]);
-    await vi.waitFor(() => expect(count(events, 'BTC-USD', 'book_synced') + count(events, 'ETH-USD', 'book_synced')).toBe(4), WAIT);
+    await vi.waitFor(() => expect(countStatus(events, 'BTC-USD', 'book_synced') + countStatus(events, 'ETH-USD', 'book_synced')).toBe(4), WAIT);
     expect(server.connections).toBe(2);
     expect(statuses(events, 'BTC-USD').map((s) => s.status)).toEqual(['connected', 'book_synced', 'disconnected', 'connected', 'book_synced']);
     expect(server.subscribes('subscribe').map((r) => r.conn)).toEqual([1, 2]);
     // On subscribing again the venue repeats the last trade as last_match: not a second trade.
     server.l2update('ETH-USD', [['buy', '10.01', '2']]);
-    await vi.waitFor(() => expect(rebuild(events, 'ETH-USD')).toEqual(server.levelBook('ETH-USD')), WAIT);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'ETH-USD')).toEqual(server.levelBook('ETH-USD')), WAIT);
     expect(events.filter((e) => e.kind === 'trade')).toHaveLength(1);
     expectConsistent(run, 'BTC-USD', server.levelBook('BTC-USD'));
     expectConsistent(run, 'ETH-USD', server.levelBook('ETH-USD'));
@@ -254,14 +174,14 @@ describe('coinbase Exchange live feed against a local server', () => {
     // The first full-channel message of each product makes the client fetch its L3 book.
     server.full('BTC-USD', 'received', { order_id: 'b3', order_type: 'limit', side: 'buy', price: '99.90', size: '2' });
     server.full('ETH-USD', 'open', { order_id: 'e3', side: 'buy', price: '9.90', remaining_size: '1' });
-    await vi.waitFor(() => expect(count(events, 'BTC-USD', 'book_synced') + count(events, 'ETH-USD', 'book_synced')).toBe(2), WAIT);
+    await vi.waitFor(() => expect(countStatus(events, 'BTC-USD', 'book_synced') + countStatus(events, 'ETH-USD', 'book_synced')).toBe(2), WAIT);
     expect([...server.restRequests].sort()).toEqual(['/products/BTC-USD/book?level=3', '/products/ETH-USD/book?level=3']);
     server.full('BTC-USD', 'open', { order_id: 'b3', side: 'buy', price: '99.90', remaining_size: '2' });
     server.full('BTC-USD', 'match', { maker_order_id: 'a1', taker_order_id: 't1', side: 'sell', size: '0.25', price: '100.50' });
     server.full('BTC-USD', 'done', { order_id: 'b2', reason: 'canceled', side: 'buy', price: '100.00', remaining_size: '0.2' });
     server.full('ETH-USD', 'change', { order_id: 'e2', side: 'sell', price: '10.10', old_size: '5', new_size: '4.5' });
-    await vi.waitFor(() => expect(rebuild(events, 'BTC-USD')).toEqual(server.l3LevelBook('BTC-USD')), WAIT);
-    await vi.waitFor(() => expect(rebuild(events, 'ETH-USD')).toEqual(server.l3LevelBook('ETH-USD')), WAIT);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'BTC-USD')).toEqual(server.l3LevelBook('BTC-USD')), WAIT);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'ETH-USD')).toEqual(server.l3LevelBook('ETH-USD')), WAIT);
     expect(events.filter((e): e is Trade => e.kind === 'trade').map((t) => [t.symbol, t.side, t.price, t.qty])).toEqual([['BTC-USD', 'buy', 100.5, 0.25]]);
     // No ticker on the full channel: quotes are derived from the L3 book.
     const lastQuote = (): Quote => events.filter((e): e is Quote => e.kind === 'quote' && e.symbol === 'BTC-USD').at(-1)!;
@@ -271,7 +191,7 @@ describe('coinbase Exchange live feed against a local server', () => {
     const lost = server.full('BTC-USD', 'open', { order_id: 'b4', side: 'buy', price: '100.25', remaining_size: '0.5' }, true);
     server.full('BTC-USD', 'open', { order_id: 'a2', side: 'sell', price: '100.75', remaining_size: '3' });
     server.full('ETH-USD', 'done', { order_id: 'e1', reason: 'filled', side: 'buy', price: '10.00', remaining_size: '0' });
-    await vi.waitFor(() => expect(count(events, 'BTC-USD', 'book_synced')).toBe(2), WAIT);
+    await vi.waitFor(() => expect(countStatus(events, 'BTC-USD', 'book_synced')).toBe(2), WAIT);
     const reason = `sequence gap: expected ${lost}, got ${lost + 1}`;
     expect(statuses(events, 'BTC-USD').filter((s) => s.status === 'book_reset').map((s) => s.reason)).toEqual([reason]);
     expect(run.resyncs).toEqual([['BTC-USD', reason]]);
@@ -280,11 +200,11 @@ describe('coinbase Exchange live feed against a local server', () => {
     expect(server.restRequests[2]).toBe('/products/BTC-USD/book?level=3');
     expect(server.subscribes('unsubscribe')).toEqual([]);
     expect(server.subscribes('subscribe')).toHaveLength(1);
-    expect(count(events, 'ETH-USD', 'book_reset')).toBe(0);
-    await vi.waitFor(() => expect(rebuild(events, 'ETH-USD')).toEqual(server.l3LevelBook('ETH-USD')), WAIT);
+    expect(countStatus(events, 'ETH-USD', 'book_reset')).toBe(0);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'ETH-USD')).toEqual(server.l3LevelBook('ETH-USD')), WAIT);
     // The rebuilt BTC-USD book holds the lost order and goes on with live messages.
     server.full('BTC-USD', 'change', { order_id: 'a2', side: 'sell', price: '100.75', old_size: '3', new_size: '2.5' });
-    await vi.waitFor(() => expect(rebuild(events, 'BTC-USD')).toEqual(server.l3LevelBook('BTC-USD')), WAIT);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'BTC-USD')).toEqual(server.l3LevelBook('BTC-USD')), WAIT);
     expect(server.l3LevelBook('BTC-USD').bids[0]).toEqual([100.25, 0.5]);
     expectConsistent(run, 'BTC-USD', server.l3LevelBook('BTC-USD'));
     expectConsistent(run, 'ETH-USD', server.l3LevelBook('ETH-USD'));
@@ -296,7 +216,7 @@ describe('coinbase Exchange live feed against a local server', () => {
   it('sends error frames and broken frames to vigil.dlq with the reason and raw text, and the feed goes on', async () => {
     const run = await start(['BTC-USD'], { kind: 'exchange' }, (s) => s.setBook('BTC-USD', [['100', '1']], [['101', '1']]));
     const { server, events } = run;
-    await vi.waitFor(() => expect(count(events, 'BTC-USD', 'book_synced')).toBe(1), WAIT);
+    await vi.waitFor(() => expect(countStatus(events, 'BTC-USD', 'book_synced')).toBe(1), WAIT);
     const authError = '{"type":"error","message":"Failed to subscribe","reason":"level2, level3, and full channels now require authentication"}';
     const badUpdate = '{"type":"l2update","product_id":"BTC-USD","changes":[["buy","abc","1"]],"time":"2024-05-01T12:00:00.000001Z"}';
     server.sendRaw(authError);
@@ -311,8 +231,8 @@ describe('coinbase Exchange live feed against a local server', () => {
     ]);
     expect(run.dlq[0]!.origin).toBe('coinbase:ws#1');
     // The feed went on: the update after the broken frames is in the book.
-    await vi.waitFor(() => expect(rebuild(events, 'BTC-USD')).toEqual(server.levelBook('BTC-USD')), WAIT);
-    expect(rebuild(events, 'BTC-USD').bids[0]).toEqual([100.5, 2]);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'BTC-USD')).toEqual(server.levelBook('BTC-USD')), WAIT);
+    expect(rebuildFromEvents(events, 'BTC-USD').bids[0]).toEqual([100.5, 2]);
     expect(run.ingestor.counters.malformed).toBe(3);
     expect(server.connections).toBe(1);
   });
@@ -327,8 +247,8 @@ describe('coinbase Advanced Trade live feed against a local server', () => {
   };
   const synced = async (run: Run, times: number): Promise<void> => {
     await vi.waitFor(() => {
-      expect(count(run.events, 'BTC-USD', 'book_synced')).toBe(times);
-      expect(count(run.events, 'ETH-USD', 'book_synced')).toBe(times);
+      expect(countStatus(run.events, 'BTC-USD', 'book_synced')).toBe(times);
+      expect(countStatus(run.events, 'ETH-USD', 'book_synced')).toBe(times);
     }, WAIT);
   };
 
@@ -349,7 +269,7 @@ describe('coinbase Advanced Trade live feed against a local server', () => {
     expectConsistent(run, 'BTC-USD', server.levelBook('BTC-USD'));
     await vi.waitFor(() => expect(run.ingestor.counters.ignored.heartbeat ?? 0).toBeGreaterThan(0), WAIT);
 
-    server.dropConnections();
+    server.dropAll();
     server.advancedL2('ETH-USD', [['bid', '3000.05', '1']]); // nobody receives it
     server.setBook('BTC-USD', [['59990.00', '9']], [['60010.00', '9']]);
     await synced(run, 2);
@@ -360,7 +280,7 @@ describe('coinbase Advanced Trade live feed against a local server', () => {
     );
     // sequence_num starts over on the new connection: not a gap.
     server.advancedL2('ETH-USD', [['offer', '3000.10', '0']]);
-    await vi.waitFor(() => expect(rebuild(events, 'ETH-USD')).toEqual(server.levelBook('ETH-USD')), WAIT);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'ETH-USD')).toEqual(server.levelBook('ETH-USD')), WAIT);
     expectConsistent(run, 'BTC-USD', server.levelBook('BTC-USD'));
     expectConsistent(run, 'ETH-USD', server.levelBook('ETH-USD'));
     expect(statuses(events, 'ETH-USD').map((s) => s.status)).toEqual(['connected', 'book_synced', 'disconnected', 'connected', 'book_synced']);
@@ -393,10 +313,10 @@ describe('coinbase Advanced Trade live feed against a local server', () => {
     ]);
     expect(server.connections).toBe(1);
     server.advancedL2('BTC-USD', [['offer', '60000.50', '0']]);
-    await vi.waitFor(() => expect(rebuild(events, 'BTC-USD')).toEqual(server.levelBook('BTC-USD')), WAIT);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'BTC-USD')).toEqual(server.levelBook('BTC-USD')), WAIT);
     expectConsistent(run, 'BTC-USD', server.levelBook('BTC-USD'));
     expectConsistent(run, 'ETH-USD', server.levelBook('ETH-USD'));
-    expect(rebuild(events, 'BTC-USD').bids).toContainEqual([59999.75, 3]); // the lost change came with the new snapshot
+    expect(rebuildFromEvents(events, 'BTC-USD').bids).toContainEqual([59999.75, 3]); // the lost change came with the new snapshot
     expect(run.normalizer.bookReport()).toEqual({ 'BTC-USD': { resyncs: 1 }, 'ETH-USD': { resyncs: 1 } });
     expect(run.ingestor.counters.malformed).toBe(0);
   });
@@ -404,7 +324,7 @@ describe('coinbase Advanced Trade live feed against a local server', () => {
   it('sends broken frames to vigil.dlq and goes on', async () => {
     const run = await start(['BTC-USD'], { kind: 'advanced' }, prepare);
     const { server, events } = run;
-    await vi.waitFor(() => expect(count(events, 'BTC-USD', 'book_synced')).toBe(1), WAIT);
+    await vi.waitFor(() => expect(countStatus(events, 'BTC-USD', 'book_synced')).toBe(1), WAIT);
     await vi.waitFor(() => expect(run.ingestor.counters.ignored.subscriptions).toBe(4), WAIT);
     const bad = server.advancedBroadcast('market_trades', [
       { type: 'update', trades: [{ trade_id: '1', product_id: 'BTC-USD', price: '-5', size: '1', side: 'BUY', time: '2024-05-01T12:00:00Z' }] },
@@ -419,9 +339,9 @@ describe('coinbase Advanced Trade live feed against a local server', () => {
       ['coinbase-advanced', expect.stringMatching(/^invalid JSON: /), '{"channel":"l2_data","sequence_num":'],
     ]);
     // The broken message still counted in sequence_num: no gap, no resync; the next update applies.
-    await vi.waitFor(() => expect(rebuild(events, 'BTC-USD')).toEqual(server.levelBook('BTC-USD')), WAIT);
-    expect(rebuild(events, 'BTC-USD').bids[0]).toEqual([60000, 0.8]);
-    expect(count(events, 'BTC-USD', 'book_reset')).toBe(0);
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'BTC-USD')).toEqual(server.levelBook('BTC-USD')), WAIT);
+    expect(rebuildFromEvents(events, 'BTC-USD').bids[0]).toEqual([60000, 0.8]);
+    expect(countStatus(events, 'BTC-USD', 'book_reset')).toBe(0);
     expect(run.resyncs).toEqual([]);
     expect(run.ingestor.counters.malformed).toBe(3);
   });

@@ -17,30 +17,15 @@ import type { ConnectionContext } from '../src/feeds/connection-types.ts';
 import { getAdapter } from '../src/feeds/registry.ts';
 import { MalformedFrameError, STATUS_CHANNEL, type NormalizerContext, type RawFrame } from '../src/feeds/types.ts';
 import { readRecords } from '../src/replay/formats.ts';
+import { normalizeFrame, rawFrame, rejectionReason } from './helpers/frames.ts';
 
 const DATA = new URL('../../shared/data/exchange_raw/cryptofeed/', import.meta.url).pathname;
 const WS_CAPTURE = `${DATA}COINBASE.ws.28.0.gz`;
 const REST_CAPTURE = `${DATA}COINBASE.0.gz`;
 
-function frame(data: unknown, extra: Partial<RawFrame> = {}): RawFrame {
-  return { recvTs: 1_700_000_000_000, source: 'coinbase', data: typeof data === 'string' ? data : JSON.stringify(data), ...extra };
-}
-
-function run(n: CoinbaseNormalizer, data: unknown, extra: Partial<RawFrame> = {}): { label: string | undefined; events: CanonicalEvent[] } {
-  const events: CanonicalEvent[] = [];
-  const label = n.normalize(frame(data, extra), events);
-  return { label, events };
-}
-
-function malformed(n: CoinbaseNormalizer, data: unknown, extra: Partial<RawFrame> = {}): string {
-  try {
-    n.normalize(frame(data, extra), []);
-  } catch (err) {
-    expect(err).toBeInstanceOf(MalformedFrameError);
-    return (err as Error).message;
-  }
-  throw new Error('expected a MalformedFrameError');
-}
+const frame = (data: unknown, extra: Partial<RawFrame> = {}): RawFrame => rawFrame('coinbase', 1_700_000_000_000, data, extra);
+const run = (n: CoinbaseNormalizer, data: unknown, extra: Partial<RawFrame> = {}) => normalizeFrame(n, frame(data, extra));
+const malformed = (n: CoinbaseNormalizer, data: unknown, extra: Partial<RawFrame> = {}): string => rejectionReason(n, frame(data, extra));
 
 function resyncSpy(): NormalizerContext & { calls: [string, string][] } {
   const calls: [string, string][] = [];

@@ -1,8 +1,6 @@
 // Detector state in Redis: a run split between workers, idle eviction, a Redis restart mid-stream and
 // run-id namespaces all give exactly the findings of one uninterrupted in-memory run.
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Finding, Trade } from '../src/core/events.ts';
 import { buildDetectors } from '../src/detectors/configure.ts';
@@ -16,38 +14,13 @@ import { MemoryStateStore } from '../src/state/memory.ts';
 import { RedisStateStore, stateRedisKey } from '../src/state/redis.ts';
 import { MemoryTransport } from '../src/transport/memory.ts';
 import { TOPICS } from '../src/transport/types.ts';
+import { captureTrades, HFT_CAPTURE } from './helpers/capture-trades.ts';
 import { inspector, PrivateRedis } from './helpers/redis-server.ts';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
-const CAPTURE = '/work/shared/data/exchange_raw/hftbacktest/spot_btcusdt_20240808.gz';
 const RULE = 'price_jump.default';
 const uniq = (name: string): string => `t-${name}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function captureTrades(): Trade[] {
-  const text = gunzipSync(readFileSync(CAPTURE)).toString('utf8');
-  const trades: Trade[] = [];
-  for (const line of text.split('\n')) {
-    if (line.length === 0) continue;
-    const sp = line.indexOf(' ');
-    const recvNs = BigInt(line.slice(0, sp));
-    const msg = JSON.parse(line.slice(sp + 1)) as { data?: { e?: string; T: number; p: string; q: string; t: number; m: boolean } };
-    const d = msg.data;
-    if (d?.e !== 'trade') continue;
-    trades.push({
-      kind: 'trade',
-      venue: 'binance',
-      symbol: 'BTC-USDT',
-      ts: d.T,
-      recvTs: Number(recvNs / 1_000_000n),
-      price: Number(d.p),
-      qty: Number(d.q),
-      side: d.m ? 'sell' : 'buy',
-      tradeId: String(d.t),
-    });
-  }
-  return trades;
-}
 
 const btc = captureTrades();
 // The gappy key is silent over [GAP_FROM, GAP_TO): 90 s of event time, while the other keys go on.
@@ -365,7 +338,7 @@ describe('the pipeline with REDIS_URL', () => {
     const runId = uniq('pipeline');
     const detectors = () => buildDetectors({ detectors: {} });
     const inMemory = await new Pipeline({ runId, detectors: detectors() }).start();
-    const m = await replayFiles(inMemory, { files: [CAPTURE], speed: { mode: 'max' } });
+    const m = await replayFiles(inMemory, { files: [HFT_CAPTURE], speed: { mode: 'max' } });
     await inMemory.close();
     expect(inMemory.detectors.store.kind).toBe('memory');
     expect(m.findings.price_jump).toBe(5);
@@ -373,7 +346,7 @@ describe('the pipeline with REDIS_URL', () => {
     const replay = async (ephemeralState: boolean) => {
       const p = await new Pipeline({ runId, detectors: detectors(), redisUrl: REDIS_URL, stateIdleMs: 60_000, ephemeralState }).start();
       expect(p.detectors.store.kind).toBe('redis');
-      const summary = await replayFiles(p, { files: [CAPTURE], speed: { mode: 'max' } });
+      const summary = await replayFiles(p, { files: [HFT_CAPTURE], speed: { mode: 'max' } });
       await p.close();
       return summary;
     };

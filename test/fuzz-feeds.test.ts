@@ -11,20 +11,9 @@ import { readRecords } from '../src/replay/formats.ts';
 import { MemoryTransport } from '../src/transport/memory.ts';
 import { TOPICS } from '../src/transport/types.ts';
 import { FEED_CAPTURES } from '../bench/feeds.ts';
+import { mulberry32 } from './helpers/random.ts';
 
 const MUTANTS_PER_VENUE = Number(process.env.VIGIL_FUZZ_MUTANTS ?? 20_000);
-
-/** mulberry32: a seeded PRNG, so a failure reproduces. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Seed frames per venue: its real captures, plus hand-made frames in test/fixtures/frames/<venue>.jsonl. */
 async function seeds(venue: string): Promise<RawFrame[]> {
@@ -111,7 +100,7 @@ describe('fuzzing every venue parser with mutated real frames', () => {
   it.each(names)('%s: only MalformedFrameError, never a crash or a hang; rejects become dead letters', async (venue) => {
     const base = await seeds(venue);
     expect(base.length, `no seed frames for ${venue}: add a capture or test/fixtures/frames/${venue}.jsonl`).toBeGreaterThan(0);
-    const r = rng(venue.split('').reduce((a, c) => a * 31 + c.charCodeAt(0), 7));
+    const r = mulberry32(venue.split('').reduce((a, c) => a * 31 + c.charCodeAt(0), 7));
     const adapter = venues[venue]!;
     const normalizer = adapter.createNormalizer();
     const out: CanonicalEvent[] = [];

@@ -6,14 +6,11 @@
  * exactly like `vigil run`, with the normalizer's resync requests wired to the feed.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Book, CanonicalEvent, FeedStatus, Quote, Trade } from '../src/core/events.ts';
+import type { Book, CanonicalEvent, Quote, Trade } from '../src/core/events.ts';
 import { connectVenue } from '../src/feeds/connection.ts';
 import { KRAKEN_BOOK_DEPTH, KrakenNormalizer, krakenAdapter, krakenProtocol } from '../src/feeds/kraken.ts';
-import type { LiveFeed, Normalizer, RawFrame } from '../src/feeds/types.ts';
-import { Ingestor, type DeadLetterMessage } from '../src/pipeline/ingest.ts';
-import { MemoryTransport } from '../src/transport/memory.ts';
-import { TOPICS } from '../src/transport/types.ts';
 import { KrakenServer, type PairSpec } from './helpers/kraken-server.ts';
+import { atStopLiveRuns, bookLevels, countStatus, rebuildFromEvents, startLiveRun, statuses, stopLiveRuns, type LiveRun } from './helpers/live-harness.ts';
 
 const PAIRS: PairSpec[] = [
   { symbol: 'BTC/USD', pricePrecision: 1, qtyPrecision: 8, mid: 65_000 },
@@ -26,120 +23,31 @@ const NATIVE = Object.keys(CANONICAL);
 /** Application ping period for the tests (every send shares the 5/s outbox with subscriptions). */
 const PING_MS = 500;
 
-interface Harness {
+interface Harness extends LiveRun<KrakenNormalizer> {
   server: KrakenServer;
-  feed: LiveFeed;
-  normalizer: KrakenNormalizer;
-  ingestor: Ingestor;
-  /** Every event in the order the normalizer produced it. */
-  events: CanonicalEvent[];
-  frames: RawFrame[];
-  dlq: DeadLetterMessage[];
-  resyncRequests: [string, string][];
   logs: string[];
 }
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+afterEach(stopLiveRuns);
 
 async function start(symbols: string[] = ['BTC-USD', 'ETH-USD', 'DOGE-USD']): Promise<Harness> {
   const server = await KrakenServer.start({ pairs: PAIRS, heartbeatMs: 250 });
-  const ctrl = new AbortController();
   const logs: string[] = [];
   // The real protocol, with the application ping period shrunk for the test.
   const protocol = { ...krakenProtocol, appPing: { intervalMs: PING_MS, message: krakenProtocol.appPing!.message } };
-  const feed = connectVenue(
-    protocol,
-    { symbols, wsUrl: server.url, signal: ctrl.signal, log: (m) => logs.push(m) },
-    { backoffBaseMs: 20, backoffCapMs: 100, closeGraceMs: 50 },
-  );
-  const resyncRequests: [string, string][] = [];
-  const normalizer = new KrakenNormalizer({
-    requestResync: (s, r) => {
-      resyncRequests.push([s, r]);
-      feed.resync(s, r);
-    },
+  const run = await startLiveRun({
+    createNormalizer: (context) => new KrakenNormalizer(context),
+    connect: (signal) =>
+      connectVenue(protocol, { symbols, wsUrl: server.url, signal, log: (m) => logs.push(m) }, { backoffBaseMs: 20, backoffCapMs: 100, closeGraceMs: 50 }),
+    onStop: () => server.close(),
   });
-  const transport = new MemoryTransport();
-  const dlq: DeadLetterMessage[] = [];
-  await transport.subscribe<DeadLetterMessage>({
-    group: 'dlq-reader',
-    topics: [TOPICS.dlq],
-    eachBatch: (b) => {
-      for (const m of b.messages) dlq.push(m.value);
-    },
-  });
-  const ingestor = new Ingestor(transport, { batchSize: 1 });
-  const events: CanonicalEvent[] = [];
-  const tap: Normalizer = {
-    venue: 'kraken',
-    normalize(frame, out) {
-      const n = out.length;
-      const label = normalizer.normalize(frame, out);
-      for (let i = n; i < out.length; i++) events.push(out[i]!);
-      return label;
-    },
-    bookReport: () => normalizer.bookReport(),
-  };
-  ingestor.setNormalizer('kraken', tap);
-  const frames: RawFrame[] = [];
-  const loop = (async () => {
-    for await (const f of feed) {
-      frames.push(f);
-      await ingestor.push(f);
-    }
-  })();
-  cleanups.push(async () => {
-    ctrl.abort();
-    await loop;
-    await transport.close();
-    await server.close();
-  });
-  return { server, feed, normalizer, ingestor, events, frames, dlq, resyncRequests, logs };
-}
-
-function statuses(h: Harness, symbol?: string): FeedStatus[] {
-  return h.events.filter((e): e is FeedStatus => e.kind === 'status' && (symbol === undefined || e.symbol === symbol));
-}
-
-function count(h: Harness, status: FeedStatus['status'], symbol?: string): number {
-  return statuses(h, symbol).filter((s) => s.status === status).length;
-}
-
-function levels(book: ReturnType<KrakenNormalizer['book']>): { bids: [number, number][]; asks: [number, number][] } {
-  return {
-    bids: (book?.bids.levels ?? []).map((l): [number, number] => [l.price, l.qty]),
-    asks: (book?.asks.levels ?? []).map((l): [number, number] => [l.price, l.qty]),
-  };
-}
-
-/** The book a consumer of the events alone would hold: snapshots replace, deltas set (qty 0 removes). */
-function rebuiltFromEvents(events: readonly CanonicalEvent[], symbol: string): { bids: [number, number][]; asks: [number, number][] } {
-  const bids = new Map<number, number>();
-  const asks = new Map<number, number>();
-  for (const e of events) {
-    if (!('symbol' in e) || e.symbol !== symbol) continue;
-    if (e.kind === 'status' && (e.status === 'book_reset' || e.status === 'disconnected' || e.status === 'stale')) {
-      bids.clear();
-      asks.clear();
-    }
-    if (e.kind !== 'book') continue;
-    if (e.snapshot) {
-      bids.clear();
-      asks.clear();
-    }
-    for (const [p, q] of e.bids) q === 0 ? bids.delete(p) : bids.set(p, q);
-    for (const [p, q] of e.asks) q === 0 ? asks.delete(p) : asks.set(p, q);
-  }
-  return { bids: [...bids].sort((a, b) => b[0] - a[0]), asks: [...asks].sort((a, b) => a[0] - b[0]) };
+  return Object.assign(run, { server, logs });
 }
 
 async function synced(h: Harness, perSymbol: number, symbols: string[] = NATIVE): Promise<void> {
   await vi.waitFor(
     () => {
-      for (const s of symbols) expect(count(h, 'book_synced', CANONICAL[s])).toBe(perSymbol);
+      for (const s of symbols) expect(countStatus(h.events, CANONICAL[s], 'book_synced')).toBe(perSymbol);
     },
     { timeout: 8_000, interval: 20 },
   );
@@ -151,7 +59,7 @@ async function booksMatchServer(h: Harness, symbols: string[] = NATIVE): Promise
     () => {
       for (const s of symbols) {
         const want = h.server.book(s, KRAKEN_BOOK_DEPTH);
-        expect(levels(h.normalizer.book(CANONICAL[s]!))).toEqual(want);
+        expect(bookLevels(h.normalizer.book(CANONICAL[s]!))).toEqual(want);
       }
     },
     { timeout: 8_000, interval: 20 },
@@ -160,7 +68,7 @@ async function booksMatchServer(h: Harness, symbols: string[] = NATIVE): Promise
     const want = h.server.book(s, KRAKEN_BOOK_DEPTH);
     expect(want.bids).toHaveLength(KRAKEN_BOOK_DEPTH);
     expect(want.asks).toHaveLength(KRAKEN_BOOK_DEPTH);
-    expect(rebuiltFromEvents(h.events, CANONICAL[s]!)).toEqual(want);
+    expect(rebuildFromEvents(h.events, CANONICAL[s]!)).toEqual(want);
   }
 }
 
@@ -217,7 +125,7 @@ describe('kraken live feed against a local WebSocket v2 server', () => {
     // Snapshots: 100 levels a side; statuses: connected then book_synced per symbol, nothing else.
     const snaps = h.events.filter((e): e is Book => e.kind === 'book' && e.snapshot);
     expect(snaps.map((b) => [b.symbol, b.bids.length, b.asks.length])).toEqual(NATIVE.map((s) => [CANONICAL[s], 100, 100]));
-    expect(statuses(h).map((s) => `${s.symbol}:${s.status}`).sort()).toEqual(
+    expect(statuses(h.events).map((s) => `${s.symbol}:${s.status}`).sort()).toEqual(
       ['BTC-USD:book_synced', 'BTC-USD:connected', 'DOGE-USD:book_synced', 'DOGE-USD:connected', 'ETH-USD:book_synced', 'ETH-USD:connected'],
     );
 
@@ -251,10 +159,10 @@ describe('kraken live feed against a local WebSocket v2 server', () => {
     for (let i = 0; i < 30; i++) h.server.mutate(NATIVE[i % 3]!, 2);
     await booksMatchServer(h);
 
-    const reset = statuses(h, 'ETH-USD').filter((s) => s.status === 'book_reset');
+    const reset = statuses(h.events, 'ETH-USD').filter((s) => s.status === 'book_reset');
     expect(reset).toHaveLength(1);
     expect(reset[0]!.reason).toMatch(/^checksum mismatch: computed \d+, venue sent \d+$/);
-    expect(h.resyncRequests).toEqual([['ETH/USD', reset[0]!.reason]]);
+    expect(h.resyncs).toEqual([['ETH/USD', reset[0]!.reason]]);
     // The server saw an unsubscribe and a subscribe of ETH/USD's book, and nothing for the others.
     const after = h.server.received.slice(before).filter((r) => r.msg.method !== 'ping');
     expect(after.map((r) => ({ ...r.msg, req_id: undefined }))).toEqual([
@@ -268,8 +176,8 @@ describe('kraken live feed against a local WebSocket v2 server', () => {
     expect(report['BTC-USD']).toMatchObject({ resyncs: 0 });
     expect(report['BTC-USD']!.matched).toBe(report['BTC-USD']!.compared);
     expect(report['DOGE-USD']).toMatchObject({ resyncs: 0 });
-    expect(count(h, 'book_synced', 'BTC-USD')).toBe(1);
-    expect(count(h, 'book_reset', 'BTC-USD') + count(h, 'book_reset', 'DOGE-USD')).toBe(0);
+    expect(countStatus(h.events, 'BTC-USD', 'book_synced')).toBe(1);
+    expect(countStatus(h.events, 'BTC-USD', 'book_reset') + countStatus(h.events, 'DOGE-USD', 'book_reset')).toBe(0);
     // The corrupt update itself was never emitted as a book event.
     const ethBooks = h.events.filter((e): e is Book => e.kind === 'book' && e.symbol === 'ETH-USD');
     expect(ethBooks.filter((b) => b.snapshot)).toHaveLength(2);
@@ -288,7 +196,7 @@ describe('kraken live feed against a local WebSocket v2 server', () => {
     await vi.waitFor(() => expect(h.events.filter((e) => e.kind === 'trade')).toHaveLength(10));
 
     h.server.dropAll();
-    await vi.waitFor(() => expect(count(h, 'disconnected')).toBe(3));
+    await vi.waitFor(() => expect(countStatus(h.events, undefined, 'disconnected')).toBe(3));
     // While Vigil is away the market moves: the rebuilt books must show it.
     for (let i = 0; i < 30; i++) h.server.mutate(NATIVE[i % 3]!, 3);
     ids.push(h.server.trade('BTC/USD', 'sell'), h.server.trade('BTC/USD', 'sell'));
@@ -298,9 +206,9 @@ describe('kraken live feed against a local WebSocket v2 server', () => {
 
     expect(h.server.connections).toBe(2);
     expect(subscriptions(h, 2)).toEqual(EXPECTED_SUBSCRIPTIONS);
-    expect(count(h, 'connected')).toBe(6);
+    expect(countStatus(h.events, undefined, 'connected')).toBe(6);
     for (const s of Object.values(CANONICAL)) {
-      const seq = statuses(h, s).map((e) => e.status);
+      const seq = statuses(h.events, s).map((e) => e.status);
       expect(seq).toEqual(['connected', 'book_synced', 'disconnected', 'connected', 'book_synced']);
     }
     // The re-subscription's trade snapshot repeats the 10 trades already seen: each id once.
@@ -337,7 +245,7 @@ describe('kraken live feed against a local WebSocket v2 server', () => {
     // The broken update did not touch the book: no reset, every checksum after it matched.
     const report = h.normalizer.bookReport();
     expect(report['BTC-USD']).toEqual({ resyncs: 0, check: 'checksum', compared: 11, matched: 11 });
-    expect(count(h, 'book_reset')).toBe(0);
+    expect(countStatus(h.events, undefined, 'book_reset')).toBe(0);
   });
 
   it('venue errors (an unknown pair) are dead letters naming the pair; the other pairs stream normally', async () => {
@@ -357,7 +265,7 @@ describe('kraken live feed against a local WebSocket v2 server', () => {
   it('the registered adapter connects with the real protocol (symbols in any common spelling)', async () => {
     const server = await KrakenServer.start({ pairs: PAIRS });
     const ctrl = new AbortController();
-    cleanups.push(async () => {
+    atStopLiveRuns(async () => {
       ctrl.abort();
       await server.close();
     });

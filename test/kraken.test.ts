@@ -26,6 +26,7 @@ import { getAdapter, venues } from '../src/feeds/registry.ts';
 import { MalformedFrameError, STATUS_CHANNEL, type RawFrame } from '../src/feeds/types.ts';
 import type { ConnectionContext } from '../src/feeds/connection-types.ts';
 import { readRecords } from '../src/replay/formats.ts';
+import { normalizeFrame, rawFrame, rejectionReason } from './helpers/frames.ts';
 
 const CF = new URL('../../shared/data/exchange_raw/cryptofeed/', import.meta.url).pathname;
 const BOOK_FILE = `${CF}KRAKEN.ws.50.0.gz`;
@@ -97,27 +98,15 @@ function labels(results: Result[]): Record<string, number> {
   return out;
 }
 
-function frame(data: unknown, extra: Partial<RawFrame> = {}): RawFrame {
-  return { recvTs: 1_700_000_000_123.5, source: 'kraken', data: typeof data === 'string' ? data : JSON.stringify(data), ...extra };
-}
+const frame = (data: unknown, extra: Partial<RawFrame> = {}): RawFrame => rawFrame('kraken', 1_700_000_000_123.5, data, extra);
 
 function run(n: KrakenNormalizer, data: unknown, extra: Partial<RawFrame> = {}): { events: CanonicalEvent[]; label: string | undefined } {
-  const events: CanonicalEvent[] = [];
-  const label = n.normalize(frame(data, extra), events);
-  for (const e of events) expect(eventSchema.parse(e)).toEqual(e);
-  return { events, label };
+  const r = normalizeFrame(n, frame(data, extra));
+  for (const e of r.events) expect(eventSchema.parse(e)).toEqual(e);
+  return r;
 }
 
-function malformed(data: unknown, n = new KrakenNormalizer(), extra: Partial<RawFrame> = {}): string {
-  const events: CanonicalEvent[] = [];
-  try {
-    n.normalize(frame(data, extra), events);
-  } catch (err) {
-    expect(err).toBeInstanceOf(MalformedFrameError);
-    return (err as Error).message;
-  }
-  throw new Error(`expected MalformedFrameError for ${typeof data === 'string' ? data : JSON.stringify(data)}`);
-}
+const malformed = (data: unknown, n = new KrakenNormalizer(), extra: Partial<RawFrame> = {}): string => rejectionReason(n, frame(data, extra));
 
 function levelsOf(book: OrderBook | undefined): { bids: [number, number][]; asks: [number, number][] } {
   return {

@@ -2,14 +2,11 @@
 // Ingestor on a MemoryTransport exactly as `vigil run` does: acks, pings, snapshots, updates, a killed
 // connection, a sequence gap, a checksum mismatch and broken frames.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Book, CanonicalEvent, FeedStatus, Quote, Trade } from '../src/core/events.ts';
+import type { Book, Quote, Trade } from '../src/core/events.ts';
 import { connectVenue } from '../src/feeds/connection.ts';
 import type { VenueProtocol } from '../src/feeds/connection-types.ts';
 import { okxAdapter, okxProtocol, type OkxNormalizer } from '../src/feeds/okx.ts';
-import type { LiveFeed, Normalizer } from '../src/feeds/types.ts';
-import { Ingestor, type DeadLetterMessage } from '../src/pipeline/ingest.ts';
-import { MemoryTransport } from '../src/transport/memory.ts';
-import { TOPICS } from '../src/transport/types.ts';
+import { bookLevels, books, countStatus, numericLevels, rebuildFromEvents, startLiveRun, statuses, stopLiveRuns, type Levels, type LiveRun } from './helpers/live-harness.ts';
 import { OkxServer, type Lvl } from './helpers/okx-server.ts';
 
 const BOOKS: Record<string, { bids: Lvl[]; asks: Lvl[] }> = {
@@ -24,123 +21,34 @@ const BOOKS: Record<string, { bids: Lvl[]; asks: Lvl[] }> = {
 };
 const SYMBOLS = ['BTC-USDT', 'ETH-USDT-PERP'];
 
-interface Run {
+interface Run extends LiveRun<OkxNormalizer> {
   server: OkxServer;
-  feed: LiveFeed;
-  normalizer: OkxNormalizer;
-  ingestor: Ingestor;
-  /** Every event the normalizer produced, in order. */
-  events: CanonicalEvent[];
-  /** Dead letters received on vigil.dlq. */
-  dlq: DeadLetterMessage[];
-  /** The normalizer's resync requests. */
-  resyncs: [string, string][];
-  stop(): Promise<void>;
 }
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+afterEach(stopLiveRuns);
 
 async function start(protocol: VenueProtocol = okxProtocol): Promise<Run> {
   const server = await OkxServer.start(BOOKS);
-  const ctrl = new AbortController();
-  const resyncs: [string, string][] = [];
-  const events: CanonicalEvent[] = [];
-  const dlq: DeadLetterMessage[] = [];
-  let feed: LiveFeed | undefined;
-  const normalizer = okxAdapter.createNormalizer({
-    requestResync: (symbol, reason) => {
-      resyncs.push([symbol, reason]);
-      feed?.resync(symbol, reason);
-    },
-  }) as OkxNormalizer;
-  const recording: Normalizer = {
-    venue: 'okx',
-    normalize(frame, out) {
-      const label = normalizer.normalize(frame, out);
-      events.push(...out);
-      return label;
-    },
-    bookReport: () => normalizer.bookReport(),
-  };
-  feed = connectVenue(protocol, { symbols: SYMBOLS, wsUrl: server.url, signal: ctrl.signal }, { backoffBaseMs: 20, backoffCapMs: 100 });
-  const transport = new MemoryTransport();
-  await transport.subscribe<DeadLetterMessage>({
-    group: 'dlq-test',
-    topics: [TOPICS.dlq],
-    eachBatch: (b) => {
-      for (const m of b.messages) dlq.push(m.value);
-    },
+  const run = await startLiveRun({
+    createNormalizer: (context) => okxAdapter.createNormalizer(context) as OkxNormalizer,
+    connect: (signal) => connectVenue(protocol, { symbols: SYMBOLS, wsUrl: server.url, signal }, { backoffBaseMs: 20, backoffCapMs: 100 }),
+    onStop: () => server.close(),
   });
-  const ingestor = new Ingestor(transport, { batchSize: 1 });
-  ingestor.setNormalizer('okx', recording);
-  const f = feed;
-  const loop = (async () => {
-    for await (const frame of f) await ingestor.push(frame);
-    await ingestor.flush();
-  })();
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    ctrl.abort();
-    await loop;
-    await transport.drain();
-    await transport.close();
-    await server.close();
-  };
-  cleanups.push(stop);
-  return { server, feed, normalizer, ingestor, events, dlq, resyncs, stop };
+  return Object.assign(run, { server });
 }
 
-const statuses = (events: CanonicalEvent[], symbol?: string): FeedStatus[] =>
-  events.filter((e): e is FeedStatus => e.kind === 'status' && (symbol === undefined || e.symbol === symbol));
-const books = (events: CanonicalEvent[], symbol: string): Book[] => events.filter((e): e is Book => e.kind === 'book' && e.symbol === symbol);
-const count = (events: CanonicalEvent[], symbol: string, status: FeedStatus['status']): number => statuses(events, symbol).filter((s) => s.status === status).length;
-
-/** The book a consumer of the events would hold: snapshots reset it, deltas change it, a reset or disconnect drops it. */
-function rebuild(events: CanonicalEvent[], symbol: string): { bids: [number, number][]; asks: [number, number][] } {
-  let bids = new Map<number, number>();
-  let asks = new Map<number, number>();
-  for (const e of events) {
-    if (e.kind === 'status' && e.symbol === symbol && (e.status === 'book_reset' || e.status === 'disconnected' || e.status === 'stale')) {
-      bids = new Map();
-      asks = new Map();
-    }
-    if (e.kind !== 'book' || e.symbol !== symbol) continue;
-    if (e.snapshot) {
-      bids = new Map();
-      asks = new Map();
-    }
-    for (const [p, q] of e.bids) q === 0 ? bids.delete(p) : bids.set(p, q);
-    for (const [p, q] of e.asks) q === 0 ? asks.delete(p) : asks.set(p, q);
-  }
-  return { bids: [...bids].sort((a, b) => b[0] - a[0]), asks: [...asks].sort((a, b) => a[0] - b[0]) };
-}
-
-function serverBook(server: OkxServer, instId: string): { bids: [number, number][]; asks: [number, number][] } {
-  const b = server.book(instId);
-  const num = (l: Lvl): [number, number] => [Number(l[0]), Number(l[1])];
-  return { bids: b.bids.map(num), asks: b.asks.map(num) };
-}
+const serverBook = (server: OkxServer, instId: string): Levels => numericLevels(server.book(instId));
 
 /** The normalizer's own book as [price, qty] and the venue texts. */
 function normalizerBook(n: OkxNormalizer, symbol: string) {
   const b = n.orderBook(symbol);
   if (b === undefined) return undefined;
-  return {
-    synced: b.synced,
-    bids: b.bids.levels.map((l) => [l.price, l.qty]),
-    asks: b.asks.levels.map((l) => [l.price, l.qty]),
-    texts: [...b.bids.levels, ...b.asks.levels].map((l) => [l.priceText, l.qtyText]),
-  };
+  return { synced: b.synced, ...bookLevels(b), texts: [...b.bids.levels, ...b.asks.levels].map((l) => [l.priceText, l.qtyText]) };
 }
 
 function expectConsistent(run: Run, symbol: string, instId: string): void {
   const truth = serverBook(run.server, instId);
-  expect(rebuild(run.events, symbol)).toEqual(truth);
+  expect(rebuildFromEvents(run.events, symbol)).toEqual(truth);
   const own = normalizerBook(run.normalizer, symbol);
   expect(own?.synced).toBe(true);
   expect({ bids: own?.bids, asks: own?.asks }).toEqual(truth);
@@ -151,8 +59,8 @@ function expectConsistent(run: Run, symbol: string, instId: string): void {
 async function synced(run: Run, times = 1): Promise<void> {
   await vi.waitFor(
     () => {
-      expect(count(run.events, 'BTC-USDT', 'book_synced')).toBe(times);
-      expect(count(run.events, 'ETH-USDT-PERP', 'book_synced')).toBe(times);
+      expect(countStatus(run.events, 'BTC-USDT', 'book_synced')).toBe(times);
+      expect(countStatus(run.events, 'ETH-USDT-PERP', 'book_synced')).toBe(times);
     },
     { timeout: 10_000, interval: 10 },
   );
@@ -253,8 +161,8 @@ describe('okx live feed against a local OKX v5 server', () => {
     server.update('ETH-USDT-SWAP', { bids: [['2000.015', '2']] });
     await synced(run, 2);
     expect(server.connections).toBe(2);
-    expect(count(events, 'BTC-USDT', 'disconnected')).toBe(1);
-    expect(count(events, 'ETH-USDT-PERP', 'disconnected')).toBe(1);
+    expect(countStatus(events, 'BTC-USDT', 'disconnected')).toBe(1);
+    expect(countStatus(events, 'ETH-USDT-PERP', 'disconnected')).toBe(1);
     expect(statuses(events, 'BTC-USDT').map((s) => s.status)).toEqual(['connected', 'book_synced', 'disconnected', 'connected', 'book_synced']);
     // The second connection subscribed everything again.
     expect(server.requests().filter((r) => r.conn === 2).flatMap((r) => r.args.map((a) => `${a.channel}:${a.instId}`))).toEqual([
@@ -266,7 +174,7 @@ describe('okx live feed against a local OKX v5 server', () => {
       'tickers:ETH-USDT-SWAP',
     ]);
     server.update('BTC-USDT', { asks: [['30000.45', '0.2']] });
-    await vi.waitFor(() => expect(rebuild(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT')), { timeout: 10_000, interval: 10 });
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT')), { timeout: 10_000, interval: 10 });
     expectConsistent(run, 'BTC-USDT', 'BTC-USDT');
     expectConsistent(run, 'ETH-USDT-PERP', 'ETH-USDT-SWAP');
     expect(run.resyncs).toEqual([]);
@@ -279,7 +187,7 @@ describe('okx live feed against a local OKX v5 server', () => {
     const { server, events } = run;
     server.update('BTC-USDT', { bids: [['29999.9', '0.5']] }, { drop: true }); // lost on the way
     server.update('BTC-USDT', { asks: [['30001', '0']] });
-    await vi.waitFor(() => expect(count(events, 'BTC-USDT', 'book_synced')).toBe(2), { timeout: 10_000, interval: 10 });
+    await vi.waitFor(() => expect(countStatus(events, 'BTC-USDT', 'book_synced')).toBe(2), { timeout: 10_000, interval: 10 });
 
     const reset = statuses(events, 'BTC-USDT').find((s) => s.status === 'book_reset')!;
     expect(reset.reason).toMatch(/^sequence gap: prevSeqId \d+ after seqId 2000$/);
@@ -288,8 +196,8 @@ describe('okx live feed against a local OKX v5 server', () => {
       ['unsubscribe', 'books', 'BTC-USDT'],
       ['subscribe', 'books', 'BTC-USDT'],
     ]);
-    expect(count(events, 'ETH-USDT-PERP', 'book_reset')).toBe(0);
-    expect(count(events, 'ETH-USDT-PERP', 'book_synced')).toBe(1);
+    expect(countStatus(events, 'ETH-USDT-PERP', 'book_reset')).toBe(0);
+    expect(countStatus(events, 'ETH-USDT-PERP', 'book_synced')).toBe(1);
     // The update after the gap was not applied; the fresh snapshot holds both changes.
     expect(books(events, 'BTC-USDT').filter((b) => !b.snapshot)).toHaveLength(0);
     expectConsistent(run, 'BTC-USDT', 'BTC-USDT');
@@ -298,7 +206,7 @@ describe('okx live feed against a local OKX v5 server', () => {
     expect(run.ingestor.counters.ignored).toMatchObject({ 'subscribe-ack': 7, 'unsubscribe-ack': 1 });
     // Updates go on after the resync.
     server.update('BTC-USDT', { bids: [['29999.95', '1']] });
-    await vi.waitFor(() => expect(rebuild(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT')), { timeout: 10_000, interval: 10 });
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT')), { timeout: 10_000, interval: 10 });
     expect(books(events, 'BTC-USDT').filter((b) => !b.snapshot)).toHaveLength(1);
   });
 
@@ -308,7 +216,7 @@ describe('okx live feed against a local OKX v5 server', () => {
     const { server, events } = run;
     server.update('ETH-USDT-SWAP', { bids: [['2000.01', '11']] });
     server.update('ETH-USDT-SWAP', { asks: [['2000.5', '13']] }, { corrupt: true });
-    await vi.waitFor(() => expect(count(events, 'ETH-USDT-PERP', 'book_synced')).toBe(2), { timeout: 10_000, interval: 10 });
+    await vi.waitFor(() => expect(countStatus(events, 'ETH-USDT-PERP', 'book_synced')).toBe(2), { timeout: 10_000, interval: 10 });
 
     const reset = statuses(events, 'ETH-USDT-PERP').find((s) => s.status === 'book_reset')!;
     expect(reset.reason).toMatch(/^checksum mismatch: OKX -?\d+, rebuilt book -?\d+$/);
@@ -317,7 +225,7 @@ describe('okx live feed against a local OKX v5 server', () => {
       ['unsubscribe', 'books', 'ETH-USDT-SWAP'],
       ['subscribe', 'books', 'ETH-USDT-SWAP'],
     ]);
-    expect(count(events, 'BTC-USDT', 'book_reset')).toBe(0);
+    expect(countStatus(events, 'BTC-USDT', 'book_reset')).toBe(0);
     // The corrupt update never became a book event.
     expect(books(events, 'ETH-USDT-PERP').map((b) => b.snapshot)).toEqual([true, false, true]);
     expectConsistent(run, 'ETH-USDT-PERP', 'ETH-USDT-SWAP');
@@ -347,7 +255,7 @@ describe('okx live feed against a local OKX v5 server', () => {
     expect(events.find((e) => e.kind === 'trade')).toMatchObject({ symbol: 'BTC-USDT', tradeId: '6', price: 30000.5, side: 'sell' });
     // The books were not touched by the broken frames.
     server.update('BTC-USDT', { bids: [['30000.1', '2']] });
-    await vi.waitFor(() => expect(rebuild(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT')), { timeout: 10_000, interval: 10 });
+    await vi.waitFor(() => expect(rebuildFromEvents(events, 'BTC-USDT')).toEqual(serverBook(server, 'BTC-USDT')), { timeout: 10_000, interval: 10 });
     expect(run.resyncs).toEqual([]);
   });
 });

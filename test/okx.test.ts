@@ -9,6 +9,7 @@ import { OKX_WS_URL, okxAdapter, okxChecksum, okxInstId, OkxNormalizer, okxProto
 import { getAdapter } from '../src/feeds/registry.ts';
 import { MalformedFrameError, STATUS_CHANNEL, type RawFrame } from '../src/feeds/types.ts';
 import { readRecords } from '../src/replay/formats.ts';
+import { normalizeFrame, rawFrame, rejectionReason } from './helpers/frames.ts';
 import { okxBookChecksum, type Lvl } from './helpers/okx-server.ts';
 
 const CAPTURE = new URL('../../shared/data/exchange_raw/cryptofeed/OKX.ws.1.0.gz', import.meta.url).pathname;
@@ -56,27 +57,9 @@ const kinds = (events: CanonicalEvent[]): Record<string, number> => {
   return c;
 };
 
-function frame(data: unknown, extra: Partial<RawFrame> = {}): RawFrame {
-  return { recvTs: 1_700_000_000_500.25, source: 'okx', data: typeof data === 'string' ? data : JSON.stringify(data), ...extra };
-}
-
-function one(n: OkxNormalizer, data: unknown, extra: Partial<RawFrame> = {}): { events: CanonicalEvent[]; label: string | undefined } {
-  const events: CanonicalEvent[] = [];
-  const label = n.normalize(frame(data, extra), events);
-  return { events, label };
-}
-
-function reason(n: OkxNormalizer, data: unknown, extra: Partial<RawFrame> = {}): string {
-  const events: CanonicalEvent[] = [];
-  try {
-    n.normalize(frame(data, extra), events);
-  } catch (err) {
-    expect(err).toBeInstanceOf(MalformedFrameError);
-    expect(events).toHaveLength(0);
-    return (err as Error).message;
-  }
-  throw new Error('expected a MalformedFrameError');
-}
+const frame = (data: unknown, extra: Partial<RawFrame> = {}): RawFrame => rawFrame('okx', 1_700_000_000_500.25, data, extra);
+const one = (n: OkxNormalizer, data: unknown, extra: Partial<RawFrame> = {}) => normalizeFrame(n, frame(data, extra));
+const reason = (n: OkxNormalizer, data: unknown, extra: Partial<RawFrame> = {}): string => rejectionReason(n, frame(data, extra), true);
 
 function bookMsg(instId: string, action: 'snapshot' | 'update', d: Record<string, unknown>, channel = 'books'): Record<string, unknown> {
   return { arg: { channel, instId }, action, data: [{ asks: [], bids: [], ts: '1700000000100', ...d }] };

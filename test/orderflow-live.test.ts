@@ -5,7 +5,8 @@ import { connectOrderFlow, createOrderFlowNormalizer, orderFlowAdapter, type Ord
 import { getAdapter } from '../src/feeds/registry.ts';
 import { STATUS_CHANNEL, type Normalizer, type RawFrame } from '../src/feeds/types.ts';
 import { TOPICS } from '../src/transport/types.ts';
-import { driveFeed, startStreamServer, type Drive, type StreamConnection, type StreamServer } from './helpers/orderflow-server.ts';
+import { statuses, stopLiveRuns } from './helpers/live-harness.ts';
+import { startStreamRun, type StreamConnection, type StreamRun } from './helpers/orderflow-server.ts';
 
 const T0 = 1723161253937;
 
@@ -13,33 +14,18 @@ function order(i: number, over: Record<string, unknown> = {}): Record<string, un
   return { venue: 'xvgl', symbol: 'BTC-USDT', ts: T0 + i, orderId: `o${i}`, account: 'acc-1', side: 'buy', price: 60_000 + i, qty: 0.5, action: 'new', ...over };
 }
 
-interface Run extends Drive<Order> {
-  server: StreamServer;
-  normalizer: ReturnType<typeof createOrderFlowNormalizer>;
-}
+type Run = StreamRun<ReturnType<typeof createOrderFlowNormalizer>, Order>;
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+afterEach(stopLiveRuns);
 
 /** A live feed against the local server, through an Ingestor on a MemoryTransport (as `vigil run` does). */
 async function start(options: Omit<OrderFlowFeedOptions, 'wsUrl' | 'signal'>, onSubscribed: (conn: StreamConnection, first: boolean) => void): Promise<Run> {
-  const server = await startStreamServer('order', onSubscribed);
-  const ctrl = new AbortController();
-  const feed = connectOrderFlow({ ...options, wsUrl: server.url, signal: ctrl.signal }, { backoffBaseMs: 20, backoffCapMs: 100 });
-  const normalizer = createOrderFlowNormalizer();
-  const drive = await driveFeed<Order>(feed, ctrl, 'orderflow', normalizer, TOPICS.order);
-  const stop = async () => {
-    await drive.stop();
-    await server.close();
-  };
-  cleanups.push(stop);
-  return { ...drive, server, normalizer, stop };
+  return startStreamRun('order', onSubscribed, TOPICS.order, createOrderFlowNormalizer, (wsUrl, signal) =>
+    connectOrderFlow({ ...options, wsUrl, signal }, { backoffBaseMs: 20, backoffCapMs: 100 }),
+  );
 }
 
 const orders = (events: CanonicalEvent[]): Order[] => events.filter((e): e is Order => e.kind === 'order');
-const statuses = (events: CanonicalEvent[]): FeedStatus[] => events.filter((e): e is FeedStatus => e.kind === 'status');
 
 describe('orderflow live connection against a local stream server', () => {
   it('subscribes with the symbol and account filters and turns new/replace/cancel/fill messages and batches into order events', async () => {

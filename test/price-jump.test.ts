@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import * as ss from 'simple-statistics';
 import { describe, expect, it } from 'vitest';
 import { ERR, VigilError } from '../src/core/errors.ts';
@@ -8,17 +6,8 @@ import { findingId } from '../src/core/ids.ts';
 import { priceJumpSpec, type PriceJumpState } from '../src/detectors/price-jump.ts';
 import { createDetector, detectorSpecs } from '../src/detectors/registry.ts';
 import type { DetectorInstance, FindingDraft } from '../src/detectors/types.ts';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { captureTrades } from './helpers/capture-trades.ts';
+import { mulberry32 } from './helpers/random.ts';
 
 const T0 = Date.UTC(2024, 7, 8, 12, 0, 0); // 2024-08-08T12:00:00Z
 const cents = (p: number): number => Math.round(p * 100) / 100;
@@ -301,33 +290,6 @@ describe('price_jump on synthetic trades', () => {
 });
 
 // ------------------------------------------------------------------ the real capture
-
-const CAPTURE = '/work/shared/data/exchange_raw/hftbacktest/spot_btcusdt_20240808.gz';
-
-function captureTrades(): Trade[] {
-  const text = gunzipSync(readFileSync(CAPTURE)).toString('utf8');
-  const trades: Trade[] = [];
-  for (const line of text.split('\n')) {
-    if (line.length === 0) continue;
-    const sp = line.indexOf(' ');
-    const recvNs = BigInt(line.slice(0, sp));
-    const msg = JSON.parse(line.slice(sp + 1)) as { data?: { e?: string; T: number; p: string; q: string; t: number; m: boolean } };
-    const d = msg.data;
-    if (d?.e !== 'trade') continue;
-    trades.push({
-      kind: 'trade',
-      venue: 'binance',
-      symbol: 'BTC-USDT',
-      ts: d.T,
-      recvTs: Number(recvNs / 1_000_000n),
-      price: Number(d.p),
-      qty: Number(d.q),
-      side: d.m ? 'sell' : 'buy',
-      tradeId: String(d.t),
-    });
-  }
-  return trades;
-}
 
 describe('price_jump on the Binance BTCUSDT capture (2024-08-08)', () => {
   const trades = captureTrades();

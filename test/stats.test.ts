@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as ss from 'simple-statistics';
 import { Ewma, RollingMoments, SlidingExtremum, SlidingMinMax, SortedWindow, TimeWindow } from '../src/stats/index.ts';
-
-/** Tiny seeded PRNG (mulberry32) so every property run is reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from './helpers/random.ts';
 
 /** Values with many duplicates and negatives: small integer grid, occasionally scaled / offset. */
 function valueGen(rng: () => number, style: number): () => number {

@@ -15,8 +15,10 @@ import {
   type TransactionFeedOptions,
 } from '../src/feeds/transactions.ts';
 import { STATUS_CHANNEL, type RawFrame } from '../src/feeds/types.ts';
+import { MemoryTransport } from '../src/transport/memory.ts';
 import { TOPICS } from '../src/transport/types.ts';
-import { driveFeed, startStreamServer, type Drive, type StreamConnection, type StreamServer } from './helpers/orderflow-server.ts';
+import { atStopLiveRuns, startLiveRun, statuses, stopLiveRuns } from './helpers/live-harness.ts';
+import { startStreamRun, type StreamConnection, type StreamRun } from './helpers/orderflow-server.ts';
 
 const T0 = 1723108502120;
 const EXAMPLES = fileURLToPath(new URL('../docs/feeds/examples/', import.meta.url));
@@ -25,32 +27,17 @@ function tx(i: number, over: Record<string, unknown> = {}): Record<string, unkno
   return { source: 'acme', id: `t${i}`, ts: T0 + i, account: 'acc-1', amount: 10 + i, currency: 'EUR', direction: 'debit', channel: 'card_present', ...over };
 }
 
-interface Run extends Drive<Transaction> {
-  server: StreamServer;
-  normalizer: ReturnType<typeof createTransactionsNormalizer>;
-}
+type Run = StreamRun<ReturnType<typeof createTransactionsNormalizer>, Transaction>;
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+afterEach(stopLiveRuns);
 
 async function start(options: Omit<TransactionFeedOptions, 'wsUrl' | 'signal'>, onSubscribed: (conn: StreamConnection, first: boolean) => void): Promise<Run> {
-  const server = await startStreamServer('transaction', onSubscribed);
-  const ctrl = new AbortController();
-  const feed = connectTransactions({ ...options, wsUrl: server.url, signal: ctrl.signal }, { backoffBaseMs: 20, backoffCapMs: 100 });
-  const normalizer = createTransactionsNormalizer();
-  const drive = await driveFeed<Transaction>(feed, ctrl, 'transactions', normalizer, TOPICS.transaction);
-  const stop = async () => {
-    await drive.stop();
-    await server.close();
-  };
-  cleanups.push(stop);
-  return { ...drive, server, normalizer, stop };
+  return startStreamRun('transaction', onSubscribed, TOPICS.transaction, createTransactionsNormalizer, (wsUrl, signal) =>
+    connectTransactions({ ...options, wsUrl, signal }, { backoffBaseMs: 20, backoffCapMs: 100 }),
+  );
 }
 
 const txs = (events: CanonicalEvent[]): Transaction[] => events.filter((e): e is Transaction => e.kind === 'transaction');
-const statuses = (events: CanonicalEvent[]): FeedStatus[] => events.filter((e): e is FeedStatus => e.kind === 'status');
 
 describe('transactions live connection against a local stream server', () => {
   it('subscribes with the account (the feed\'s "symbols") and source filters and turns messages and batches into transaction events', async () => {
@@ -195,12 +182,14 @@ describe('mapped adapter: a provider JSON stream through a mapping file', () => 
         socket.send(JSON.stringify({ event: 'auth', seq: 8, txn: { txn_id: 'a-1008', card: { pan_hash: 'pan-1' }, amount_minor: 1, created: '2024-08-08T10:00:00Z', dc: 'C', entry_mode: 'chip' } }));
       });
     });
-    cleanups.push(() => new Promise<void>((r) => wss.close(() => r())));
-    const ctrl = new AbortController();
-    const feed = connectMapped({ symbols: [], wsUrl: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, mapping: CARD_MAPPING, signal: ctrl.signal });
+    atStopLiveRuns(() => new Promise<void>((r) => wss.close(() => r())));
     const normalizer = new MappedNormalizer();
-    const run = await driveFeed<Transaction>(feed, ctrl, 'mapped', normalizer, TOPICS.transaction);
-    cleanups.push(run.stop);
+    const run = await startLiveRun<MappedNormalizer, Transaction>({
+      createNormalizer: () => normalizer,
+      connect: (signal) => connectMapped({ symbols: [], wsUrl: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, mapping: CARD_MAPPING, signal }),
+      transport: new MemoryTransport({ partitions: 1 }),
+      dataTopic: TOPICS.transaction,
+    });
     await run.until(() => txs(run.events).length >= 6 && run.dlq.length >= 1);
     await run.stop();
 

@@ -34,7 +34,7 @@
  *
  * The normalizer is on the replay hot path: one JSON.parse per frame, hand-written field checks, no zod.
  */
-import type { Book, CanonicalEvent, FeedStatus, Quote, Side, Trade } from '../core/events.ts';
+import type { Book, CanonicalEvent, Quote, Side, Trade } from '../core/events.ts';
 import { ERR, VigilError } from '../core/errors.ts';
 import { OrderBook } from './book/order-book.ts';
 import {
@@ -47,14 +47,14 @@ import {
   connectVenue,
 } from './connection.ts';
 import type { ConnectionContext, VenueProtocol } from './connection-types.ts';
+import { describePlain, feedStatus, fieldChecks, parseFrame, statusEvent, type Json, type Pair } from './normalize-util.ts';
 import { binanceSymbol, binanceWireSymbol } from './symbols.ts';
 import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
 import type { BookReport, LiveFeedOptions, Normalizer, NormalizerContext, RawFrame, VenueAdapter } from './types.ts';
 
 export { BACKOFF_BASE_MS, BACKOFF_CAP_MS, QUEUE_HIGH_WATER, QUEUE_LOW_WATER, backoffDelay };
 
-type Json = Record<string, unknown>;
-type Level = [number, number];
+type Level = Pair;
 
 /**
  * Event types Binance streams carry that Vigil does not model (yet): returned as the ignore label.
@@ -87,43 +87,8 @@ const IGNORED_EVENT_TYPES: ReadonlySet<string> = new Set([
 
 // ---------------------------------------------------------------- field helpers
 
-function describe(v: unknown): string {
-  if (v === undefined) return 'missing';
-  const s = typeof v === 'string' ? JSON.stringify(v) : String(v);
-  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
-}
-
-function toNumber(v: unknown): number {
-  if (typeof v === 'number') return v;
-  if (typeof v === 'string' && v.length > 0) return +v;
-  return NaN;
-}
-
-/** A price: finite and > 0. */
-function price(v: unknown, ctx: string, field: string): number {
-  const n = toNumber(v);
-  if (n > 0 && n !== Infinity) return n;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a positive number, got ${describe(v)}`);
-}
-
-/** A quantity (or a quote price, which Binance sends as 0 for an empty side): finite and >= 0. */
-function nonNegative(v: unknown, ctx: string, field: string): number {
-  const n = toNumber(v);
-  if (n >= 0 && n !== Infinity) return n;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative number, got ${describe(v)}`);
-}
-
-/** An epoch-ms time or an update id: a non-negative safe integer. */
-function int(v: unknown, ctx: string, field: string): number {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative integer, got ${describe(v)}`);
-}
-
-function id(v: unknown, ctx: string, field: string): string {
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
-  if (typeof v === 'string' && v.length > 0) return v;
-  throw new MalformedFrameError(`${ctx}: ${field} must be an id, got ${describe(v)}`);
-}
+// Binance's reasons show an object or array value as String(v) (describePlain).
+const { toNumber, price, nonNegative, int, id } = fieldChecks({ show: describePlain });
 
 function side(m: unknown): Side {
   // m: "is the buyer the market maker?" — then the seller was the aggressor.
@@ -131,13 +96,13 @@ function side(m: unknown): Side {
 }
 
 function levels(v: unknown, ctx: string, field: string): Level[] {
-  if (!Array.isArray(v)) throw new MalformedFrameError(`${ctx}: ${field} must be an array of [price, qty], got ${describe(v)}`);
+  if (!Array.isArray(v)) throw new MalformedFrameError(`${ctx}: ${field} must be an array of [price, qty], got ${describePlain(v)}`);
   const n = v.length;
   const out: Level[] = new Array<Level>(n);
   for (let i = 0; i < n; i++) {
     const lvl: unknown = v[i];
     if (!Array.isArray(lvl) || lvl.length < 2) {
-      throw new MalformedFrameError(`${ctx}: ${field}[${i}] must be [price, qty], got ${describe(JSON.stringify(lvl))}`);
+      throw new MalformedFrameError(`${ctx}: ${field}[${i}] must be [price, qty], got ${describePlain(JSON.stringify(lvl))}`);
     }
     // Inline checks: the messages are built only on failure (a snapshot has 2,000 levels).
     const px = toNumber(lvl[0]);
@@ -257,8 +222,6 @@ class SymbolState {
   }
 }
 
-const FEED_STATUSES: ReadonlySet<string> = new Set(['connected', 'disconnected', 'stale']);
-
 export class BinanceNormalizer implements Normalizer {
   readonly venue: string;
   private readonly symbols = new Map<string, SymbolState>();
@@ -285,18 +248,10 @@ export class BinanceNormalizer implements Normalizer {
   }
 
   normalize(frame: RawFrame, out: CanonicalEvent[]): string | undefined {
+    const msg = parseFrame(frame);
     const recvTs = frame.recvTs;
-    if (!(recvTs >= 0 && recvTs !== Infinity)) {
-      throw new MalformedFrameError(`frame recvTs must be a non-negative number, got ${describe(recvTs)}`);
-    }
-    let msg: unknown;
-    try {
-      msg = JSON.parse(frame.data);
-    } catch (err) {
-      throw new MalformedFrameError(`invalid JSON: ${(err as Error).message}`);
-    }
     if (msg === null || typeof msg !== 'object') {
-      throw new MalformedFrameError(`unknown structure: expected a JSON object, got ${describe(frame.data)}`);
+      throw new MalformedFrameError(`unknown structure: expected a JSON object, got ${describePlain(frame.data)}`);
     }
     if (frame.channel === STATUS_CHANNEL) return this.status(msg as Json, recvTs, out);
     if (Array.isArray(msg)) return ignoredArray(msg);
@@ -307,7 +262,7 @@ export class BinanceNormalizer implements Normalizer {
       stream = p.stream;
       const data = p.data;
       if (data === null || typeof data !== 'object') {
-        throw new MalformedFrameError(`unknown structure: stream ${stream}: data is ${describe(data)}`);
+        throw new MalformedFrameError(`unknown structure: stream ${stream}: data is ${describePlain(data)}`);
       }
       if (Array.isArray(data)) return ignoredArray(data);
       p = data as Json;
@@ -317,10 +272,8 @@ export class BinanceNormalizer implements Normalizer {
     if (typeof e === 'string') {
       switch (e) {
         case 'trade':
-          out.push(this.trade(p, stream, recvTs));
-          return undefined;
         case 'aggTrade':
-          out.push(this.aggTrade(p, stream, recvTs));
+          out.push(this.trade(p, stream, recvTs, e === 'aggTrade'));
           return undefined;
         case 'depthUpdate':
           return this.depthUpdate(p, stream, recvTs, out);
@@ -341,7 +294,7 @@ export class BinanceNormalizer implements Normalizer {
     if ('result' in p && 'id' in p) return 'subscription-ack';
     if ('code' in p || 'msg' in p || 'error' in p) {
       const err = (p.error !== null && typeof p.error === 'object' ? p.error : p) as Json;
-      throw new MalformedFrameError(`error frame: ${String(err.msg ?? 'no message')} (code ${describe(err.code)})`);
+      throw new MalformedFrameError(`error frame: ${String(err.msg ?? 'no message')} (code ${describePlain(err.code)})`);
     }
     const keys = Object.keys(p).slice(0, 8).join(',');
     throw new MalformedFrameError(`unknown structure: object with keys {${keys}}${stream ? ` on stream ${stream}` : ''}`);
@@ -369,19 +322,16 @@ export class BinanceNormalizer implements Normalizer {
   // ------------------------------------------------------------ status frames
 
   private status(p: Json, recvTs: number, out: CanonicalEvent[]): string | undefined {
-    const status = p.status;
-    if (typeof status !== 'string' || !FEED_STATUSES.has(status)) {
-      throw new MalformedFrameError(`status frame: status must be connected, disconnected or stale, got ${describe(status)}`);
-    }
+    const status = feedStatus(p.status, 'status frame', describePlain);
     const reason = typeof p.reason === 'string' ? p.reason : '';
     const symbols = p.symbols;
     if (!Array.isArray(symbols) || symbols.some((s) => typeof s !== 'string')) {
-      throw new MalformedFrameError(`status frame: symbols must be an array of strings, got ${describe(JSON.stringify(symbols))}`);
+      throw new MalformedFrameError(`status frame: symbols must be an array of strings, got ${describePlain(JSON.stringify(symbols))}`);
     }
     const ts = Math.floor(recvTs);
     const mapped = (symbols as string[]).map((native) => [native, this.market.symbol(native)] as const);
     for (const [native, symbol] of mapped) {
-      out.push({ kind: 'status', venue: this.venue, symbol, ts, recvTs, status: status as FeedStatus['status'], reason });
+      out.push(statusEvent(this.venue, symbol, status, reason, ts, recvTs));
       if (status !== 'connected') this.state(symbol, native.toUpperCase()).reset(false);
     }
     return undefined;
@@ -389,9 +339,10 @@ export class BinanceNormalizer implements Normalizer {
 
   // ------------------------------------------------------------ trades and quotes
 
-  private trade(p: Json, stream: string | undefined, recvTs: number): Trade {
-    const ctx = 'trade';
-    return {
+  /** A `trade`, or an `aggTrade` (tradeId = a, with firstTradeId/lastTradeId). */
+  private trade(p: Json, stream: string | undefined, recvTs: number, agg: boolean): Trade {
+    const ctx = agg ? 'aggTrade' : 'trade';
+    const t: Trade = {
       kind: 'trade',
       venue: this.venue,
       symbol: this.symbolOf(p, stream, ctx),
@@ -400,25 +351,13 @@ export class BinanceNormalizer implements Normalizer {
       price: price(p.p, ctx, 'price (p)'),
       qty: nonNegative(p.q, ctx, 'qty (q)'),
       side: side(p.m),
-      tradeId: id(p.t, ctx, 'trade id (t)'),
+      tradeId: agg ? id(p.a, ctx, 'aggregate trade id (a)') : id(p.t, ctx, 'trade id (t)'),
     };
-  }
-
-  private aggTrade(p: Json, stream: string | undefined, recvTs: number): Trade {
-    const ctx = 'aggTrade';
-    return {
-      kind: 'trade',
-      venue: this.venue,
-      symbol: this.symbolOf(p, stream, ctx),
-      ts: int(p.T, ctx, 'trade time (T)'),
-      recvTs,
-      price: price(p.p, ctx, 'price (p)'),
-      qty: nonNegative(p.q, ctx, 'qty (q)'),
-      side: side(p.m),
-      tradeId: id(p.a, ctx, 'aggregate trade id (a)'),
-      firstTradeId: id(p.f, ctx, 'first trade id (f)'),
-      lastTradeId: id(p.l, ctx, 'last trade id (l)'),
-    };
+    if (agg) {
+      t.firstTradeId = id(p.f, ctx, 'first trade id (f)');
+      t.lastTradeId = id(p.l, ctx, 'last trade id (l)');
+    }
+    return t;
   }
 
   private bookTicker(p: Json, stream: string | undefined, recvTs: number, out: CanonicalEvent[]): undefined {
@@ -554,7 +493,7 @@ export class BinanceNormalizer implements Normalizer {
     st.synced = true;
     st.lastU = L;
     out.push(snap);
-    out.push({ kind: 'status', venue: this.venue, symbol: st.symbol, ts: snap.ts, recvTs: snap.recvTs, status: 'book_synced', reason: `snapshot lastUpdateId=${L}` });
+    out.push(statusEvent(this.venue, st.symbol, 'book_synced', `snapshot lastUpdateId=${L}`, snap.ts, snap.recvTs));
     this.apply(st, first, out);
     for (let j = i + 1; j < buf.length; j++) this.onDiff(st, buf[j]!, out);
   }
@@ -578,7 +517,7 @@ export class BinanceNormalizer implements Normalizer {
     st.resyncs++;
     st.reset(true);
     st.buffer.push(d); // it may bridge the next snapshot
-    out.push({ kind: 'status', venue: this.venue, symbol: st.symbol, ts: d.ts, recvTs: d.recvTs, status: 'book_reset', reason });
+    out.push(statusEvent(this.venue, st.symbol, 'book_reset', reason, d.ts, d.recvTs));
     this.context.requestResync?.(st.native, reason);
   }
 

@@ -39,26 +39,13 @@ import type { Book, CanonicalEvent, Quote, Side, Trade } from '../core/events.ts
 import { connectVenue, type ConnectionTuning } from './connection.ts';
 import type { ConnectionContext, VenueProtocol } from './connection-types.ts';
 import type { OrderBook } from './book/order-book.ts';
-import {
-  applySide,
-  array,
-  describe,
-  id,
-  int,
-  object,
-  parseFrame,
-  parseLevels,
-  price,
-  quoteField,
-  size,
-  SymbolBooks,
-  type Json,
-} from './bybit-okx-shared.ts';
+import { applySide, array, describe, object, parseFrame, parseLevels, quoteField, SymbolBooks, textChecks, type Json } from './normalize-util.ts';
 import { binanceSymbol } from './symbols.ts';
 import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
 import type { BookReport, LiveFeed, LiveFeedOptions, Normalizer, NormalizerContext, RawFrame, VenueAdapter } from './types.ts';
 
 const VENUE = 'bybit';
+const { price, nonNegative: size, int, id } = textChecks;
 
 export type BybitCategory = 'spot' | 'linear';
 export const BYBIT_CATEGORIES: readonly BybitCategory[] = ['spot', 'linear'];

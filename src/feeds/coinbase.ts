@@ -49,6 +49,7 @@ import type { Book, CanonicalEvent, FeedStatus, Quote, Side, Trade } from '../co
 import { OrderBook } from './book/order-book.ts';
 import { connectVenue, type ConnectionTuning } from './connection.ts';
 import type { ConnectionContext, VenueProtocol } from './connection-types.ts';
+import { array, checkRecvTs, describe, feedStatus, id, int, levelPairs, nonNegative, object, price, statusEvent, str, toNumber, type Json } from './normalize-util.ts';
 import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
 import type { BookReport, LiveFeed, LiveFeedOptions, Normalizer, NormalizerContext, RawFrame, StatusFrameData, VenueAdapter } from './types.ts';
 
@@ -63,63 +64,9 @@ export const MAX_PENDING_L3 = 100_000;
 /** Trade ids remembered per product to drop repeats (last_match on reconnect, market_trades snapshots). */
 const RECENT_TRADE_IDS = 2048;
 
-type Json = Record<string, unknown>;
 type Level = [number, number];
 
 // ---------------------------------------------------------------- field helpers
-
-function describe(v: unknown): string {
-  if (v === undefined) return 'missing';
-  const s = typeof v === 'string' ? JSON.stringify(v) : typeof v === 'object' ? JSON.stringify(v) : String(v);
-  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
-}
-
-function toNumber(v: unknown): number {
-  if (typeof v === 'string' && v.length > 0) return +v;
-  if (typeof v === 'number') return v;
-  return NaN;
-}
-
-/** A price: finite and > 0. */
-function price(v: unknown, ctx: string, field: string): number {
-  const n = toNumber(v);
-  if (n > 0 && n !== Infinity) return n;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a positive number, got ${describe(v)}`);
-}
-
-/** A size (or a quote price, 0 for an empty side): finite and >= 0. */
-function nonNegative(v: unknown, ctx: string, field: string): number {
-  const n = toNumber(v);
-  if (n >= 0 && n !== Infinity) return n;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative number, got ${describe(v)}`);
-}
-
-/** A sequence number: a non-negative safe integer. */
-function int(v: unknown, ctx: string, field: string): number {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative integer, got ${describe(v)}`);
-}
-
-function id(v: unknown, ctx: string, field: string): string {
-  if (typeof v === 'string' && v.length > 0) return v;
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
-  throw new MalformedFrameError(`${ctx}: ${field} must be an id, got ${describe(v)}`);
-}
-
-function str(v: unknown, ctx: string, field: string): string {
-  if (typeof v === 'string' && v.length > 0) return v;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-empty string, got ${describe(v)}`);
-}
-
-function array(v: unknown, ctx: string, field: string): unknown[] {
-  if (Array.isArray(v)) return v;
-  throw new MalformedFrameError(`${ctx}: ${field} must be an array, got ${describe(v)}`);
-}
-
-function object(v: unknown, ctx: string, field: string): Json {
-  if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Json;
-  throw new MalformedFrameError(`${ctx}: ${field} must be an object, got ${describe(v)}`);
-}
 
 const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$/;
 
@@ -295,10 +242,7 @@ export class CoinbaseNormalizer implements Normalizer {
   ) {}
 
   normalize(frame: RawFrame, out: CanonicalEvent[]): string | undefined {
-    const recvTs = frame.recvTs;
-    if (!(recvTs >= 0 && recvTs !== Infinity)) {
-      throw new MalformedFrameError(`frame recvTs must be a non-negative number, got ${describe(recvTs)}`);
-    }
+    const recvTs = checkRecvTs(frame);
     if (this.carry.length > 0) {
       for (const ev of this.carry) out.push(ev);
       this.carry = [];
@@ -353,7 +297,7 @@ export class CoinbaseNormalizer implements Normalizer {
   }
 
   private status(symbol: string, status: FeedStatus['status'], reason: string, recvTs: number, out: CanonicalEvent[]): void {
-    out.push({ kind: 'status', venue: this.venue, symbol, ts: Math.floor(recvTs), recvTs, status, reason });
+    out.push(statusEvent(this.venue, symbol, status, reason, Math.floor(recvTs), recvTs));
   }
 
   /** Book reset on a gap: status, cleared book, resync request, counted. */
@@ -369,10 +313,7 @@ export class CoinbaseNormalizer implements Normalizer {
 
   private statusFrame(frame: RawFrame, out: CanonicalEvent[]): string | undefined {
     const data = parse(frame.data) as Partial<StatusFrameData>;
-    const status = data.status;
-    if (status !== 'connected' && status !== 'disconnected' && status !== 'stale') {
-      throw new MalformedFrameError(`status frame: status must be connected, disconnected or stale, got ${describe(status)}`);
-    }
+    const status = feedStatus(data.status);
     const symbols = array(data.symbols, 'status frame', 'symbols');
     const reason = typeof data.reason === 'string' ? data.reason : '';
     // A new or lost connection: Advanced Trade's sequence_num starts over.
@@ -459,6 +400,35 @@ export class CoinbaseNormalizer implements Normalizer {
     out.push(b);
   }
 
+  /** A level2 snapshot (Exchange or Advanced Trade) replaces the book: the book event, book_synced the first time. */
+  private l2Snapshot(st: ProductState, ts: number, recvTs: number, seq: number, bids: Level[], asks: Level[], out: CanonicalEvent[]): void {
+    const book = st.book;
+    const wasSynced = book.synced;
+    rebuild(book, bids, asks);
+    book.seq = seq;
+    this.levelBook(st, ts, recvTs, seq, true, levelPairs(book.bids), levelPairs(book.asks), out);
+    if (!wasSynced) this.status(st.symbol, 'book_synced', 'level2 snapshot', recvTs, out);
+  }
+
+  /** A level2 update of a synced book: the levels set, the book event. */
+  private l2Update(st: ProductState, ts: number, recvTs: number, seq: number, bids: Level[], asks: Level[], out: CanonicalEvent[]): void {
+    const book = st.book;
+    for (const [p, q] of bids) book.bids.set(p, q);
+    for (const [p, q] of asks) book.asks.set(p, q);
+    book.seq = seq;
+    this.levelBook(st, ts, recvTs, seq, false, bids, asks, out);
+  }
+
+  /** The L3 state of a product, created on first use. */
+  private l3Of(symbol: string): L3State {
+    let l3 = this.l3.get(symbol);
+    if (l3 === undefined) {
+      l3 = new L3State();
+      this.l3.set(symbol, l3);
+    }
+    return l3;
+  }
+
   // ---------------------------------------------------------------- Exchange feed
 
   private exchange(type: string, msg: Json, recvTs: number, out: CanonicalEvent[]): string | undefined {
@@ -508,7 +478,7 @@ export class CoinbaseNormalizer implements Normalizer {
       if (ch.name !== 'full' || !Array.isArray(ch.product_ids)) continue;
       for (const p of ch.product_ids) {
         const symbol = coinbaseSymbol(p);
-        if (!this.l3.has(symbol)) this.l3.set(symbol, new L3State());
+        this.l3Of(symbol); // its book is the L3 one from now on
         this.product(symbol);
       }
     }
@@ -561,12 +531,7 @@ export class CoinbaseNormalizer implements Normalizer {
     const bids = levels(msg.bids, ctx, 'bids');
     const asks = levels(msg.asks, ctx, 'asks');
     const ts = msg.time !== undefined ? isoToMs(msg.time, ctx, 'time') : Math.floor(recvTs);
-    const book = st.book;
-    const wasSynced = book.synced;
-    rebuild(book, bids, asks);
-    book.seq = ++st.counter;
-    this.levelBook(st, ts, recvTs, book.seq, true, bookLevels(book, true), bookLevels(book, false), out);
-    if (!wasSynced) this.status(symbol, 'book_synced', 'level2 snapshot', recvTs, out);
+    this.l2Snapshot(st, ts, recvTs, ++st.counter, bids, asks, out);
     return undefined;
   }
 
@@ -588,12 +553,8 @@ export class CoinbaseNormalizer implements Normalizer {
       else throw new MalformedFrameError(`${ctx}: changes[${i}] side must be buy or sell, got ${describe(c[0])}`);
     }
     const st = this.product(symbol);
-    const book = st.book;
-    if (!book.synced) return 'l2update-before-snapshot';
-    for (const [p, q] of bids) book.bids.set(p, q);
-    for (const [p, q] of asks) book.asks.set(p, q);
-    book.seq = ++st.counter;
-    this.levelBook(st, ts, recvTs, book.seq, false, bids, asks, out);
+    if (!st.book.synced) return 'l2update-before-snapshot';
+    this.l2Update(st, ts, recvTs, ++st.counter, bids, asks, out);
     return undefined;
   }
 
@@ -606,11 +567,7 @@ export class CoinbaseNormalizer implements Normalizer {
     const ts = isoToMs(msg.time, ctx, 'time');
     validateL3(type, msg);
     const st = this.product(symbol);
-    let l3 = this.l3.get(symbol);
-    if (l3 === undefined) {
-      l3 = new L3State();
-      this.l3.set(symbol, l3);
-    }
+    const l3 = this.l3Of(symbol);
     const book = st.book;
     if (!book.synced) {
       l3.queue({ seq, type, msg, ts, recvTs });
@@ -710,11 +667,7 @@ export class CoinbaseNormalizer implements Normalizer {
     const bidsIn = array(body.bids, ctx, 'bids');
     const asksIn = array(body.asks, ctx, 'asks');
     const st = this.product(symbol);
-    let l3 = this.l3.get(symbol);
-    if (l3 === undefined) {
-      l3 = new L3State();
-      this.l3.set(symbol, l3);
-    }
+    const l3 = this.l3Of(symbol);
     const book = st.book;
     const wasSynced = book.synced;
     if (wasSynced && seq <= book.seq) return 'stale-snapshot';
@@ -739,7 +692,7 @@ export class CoinbaseNormalizer implements Normalizer {
     book.seq = seq;
     book.synced = true;
     st.lastQuote = undefined;
-    this.levelBook(st, ts, recvTs, seq, true, bookLevels(book, true), bookLevels(book, false), out);
+    this.levelBook(st, ts, recvTs, seq, true, levelPairs(book.bids), levelPairs(book.asks), out);
     if (!wasSynced) this.status(symbol, 'book_synced', `L3 snapshot at sequence ${seq}`, recvTs, out);
     this.derivedQuote(st, ts, recvTs, seq, out);
     // Play back what was queued: drop what the snapshot already holds, apply the rest in sequence.
@@ -846,20 +799,8 @@ export class CoinbaseNormalizer implements Normalizer {
     for (const { symbol, snapshot, bids, asks } of parsed) {
       this.advancedL2.add(symbol);
       const st = this.product(symbol);
-      const book = st.book;
-      if (snapshot) {
-        const wasSynced = book.synced;
-        rebuild(book, bids, asks);
-        book.seq = seq;
-        this.levelBook(st, ts, recvTs, seq, true, bookLevels(book, true), bookLevels(book, false), out);
-        if (!wasSynced) this.status(symbol, 'book_synced', 'level2 snapshot', recvTs, out);
-      } else {
-        if (!book.synced) continue; // before the (re)subscription's snapshot
-        for (const [p, q] of bids) book.bids.set(p, q);
-        for (const [p, q] of asks) book.asks.set(p, q);
-        book.seq = seq;
-        this.levelBook(st, ts, recvTs, seq, false, bids, asks, out);
-      }
+      if (snapshot) this.l2Snapshot(st, ts, recvTs, seq, bids, asks, out);
+      else if (st.book.synced) this.l2Update(st, ts, recvTs, seq, bids, asks, out); // else: before the (re)subscription's snapshot
     }
   }
 
@@ -983,10 +924,6 @@ function rebuild(book: OrderBook, bids: readonly Level[], asks: readonly Level[]
   for (const [p, q] of bids) if (q > 0) book.bids.set(p, q);
   for (const [p, q] of asks) if (q > 0) book.asks.set(p, q);
   book.synced = true;
-}
-
-function bookLevels(book: OrderBook, bid: boolean): Level[] {
-  return (bid ? book.bids : book.asks).levels.map((l): Level => [l.price, l.qty]);
 }
 
 function levelQty(book: OrderBook, bid: boolean, px: number): number {

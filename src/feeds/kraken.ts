@@ -50,11 +50,12 @@
  *
  * The normalizer is on the replay hot path: one JSON.parse per frame, hand-written checks, no zod.
  */
-import type { Book, CanonicalEvent, FeedStatus, Quote, Side, Trade } from '../core/events.ts';
+import type { Book, CanonicalEvent, Quote, Side, Trade } from '../core/events.ts';
 import { ERR, VigilError } from '../core/errors.ts';
 import { OrderBook, crc32 } from './book/order-book.ts';
 import type { ConnectionContext, VenueProtocol } from './connection-types.ts';
 import { connectVenue } from './connection.ts';
+import { array, describe, feedStatus, levelPairs, nonNegative, object, parseFrame, price, statusEvent, str, toNumber, type Json, type Pair } from './normalize-util.ts';
 import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
 import type { BookReport, LiveFeedOptions, Normalizer, NormalizerContext, RawFrame, StatusFrameData, VenueAdapter } from './types.ts';
 
@@ -70,9 +71,6 @@ export const KRAKEN_CHECKSUM_LEVELS = 10;
 const V2_DEFAULT_DEPTH = 10;
 /** Application ping period: Kraken v2 answers {"method":"ping"} with {"method":"pong"}. */
 export const KRAKEN_PING_INTERVAL_MS = 15_000;
-
-type Json = Record<string, unknown>;
-type Pair = [number, number];
 
 // ---------------------------------------------------------------- symbols
 
@@ -131,45 +129,6 @@ export function krakenWireSymbol(input: string): string {
 }
 
 // ---------------------------------------------------------------- field helpers
-
-function describe(v: unknown): string {
-  if (v === undefined) return 'missing';
-  const s = typeof v === 'string' ? JSON.stringify(v) : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v);
-  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
-}
-
-function toNumber(v: unknown): number {
-  if (typeof v === 'number') return v;
-  if (typeof v === 'string' && v.length > 0) return +v;
-  return NaN;
-}
-
-function price(v: unknown, ctx: string, field: string): number {
-  const n = toNumber(v);
-  if (n > 0 && n !== Infinity) return n;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a positive number, got ${describe(v)}`);
-}
-
-function nonNegative(v: unknown, ctx: string, field: string): number {
-  const n = toNumber(v);
-  if (n >= 0 && n !== Infinity) return n;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative number, got ${describe(v)}`);
-}
-
-function str(v: unknown, ctx: string, field: string): string {
-  if (typeof v === 'string' && v.length > 0) return v;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-empty string, got ${describe(v)}`);
-}
-
-function obj(v: unknown, ctx: string, field: string): Json {
-  if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Json;
-  throw new MalformedFrameError(`${ctx}: ${field} must be an object, got ${describe(v)}`);
-}
-
-function arr(v: unknown, ctx: string, field: string): unknown[] {
-  if (Array.isArray(v)) return v;
-  throw new MalformedFrameError(`${ctx}: ${field} must be an array, got ${describe(v)}`);
-}
 
 const SECONDS_RE = /^\d{1,12}(?:\.\d+)?$/;
 /** `"1618678142.557535"` (epoch seconds as text) → 1618678142557.535 ms, exact to the double. */
@@ -375,16 +334,8 @@ export class KrakenNormalizer implements Normalizer {
   }
 
   normalize(frame: RawFrame, out: CanonicalEvent[]): string | undefined {
+    const msg = parseFrame(frame);
     const recvTs = frame.recvTs;
-    if (!(recvTs >= 0 && recvTs !== Infinity)) {
-      throw new MalformedFrameError(`frame recvTs must be a non-negative number, got ${describe(recvTs)}`);
-    }
-    let msg: unknown;
-    try {
-      msg = JSON.parse(frame.data);
-    } catch (err) {
-      throw new MalformedFrameError(`invalid JSON: ${(err as Error).message}`);
-    }
     const channel = frame.channel;
     if (channel !== undefined) {
       if (channel === STATUS_CHANNEL) return this.statusFrame(msg, recvTs, out);
@@ -461,18 +412,15 @@ export class KrakenNormalizer implements Normalizer {
 
   private statusFrame(msg: unknown, recvTs: number, out: CanonicalEvent[]): string | undefined {
     const ctx = 'status frame';
-    const d = obj(msg, ctx, 'data') as Partial<StatusFrameData>;
-    const status = d.status;
-    if (status !== 'connected' && status !== 'disconnected' && status !== 'stale') {
-      throw new MalformedFrameError(`${ctx}: status must be connected, disconnected or stale, got ${describe(status)}`);
-    }
+    const d = object(msg, ctx, 'data') as Partial<StatusFrameData>;
+    const status = feedStatus(d.status, ctx);
     const reason = typeof d.reason === 'string' ? d.reason : '';
-    const symbols = arr(d.symbols, ctx, 'symbols');
+    const symbols = array(d.symbols, ctx, 'symbols');
     const ts = Math.floor(recvTs);
     for (const raw of symbols) {
       const native = str(raw, ctx, 'symbol');
       const s = this.state(native);
-      out.push(statusEvent(s.symbol, ts, recvTs, status, reason));
+      out.push(statusEvent(VENUE, s.symbol, status, reason, ts, recvTs));
       if (status !== 'connected') this.dropBook(s);
     }
     return undefined;
@@ -481,11 +429,11 @@ export class KrakenNormalizer implements Normalizer {
   private rest(channel: string, msg: unknown): string {
     const path = channel.slice(5);
     const ctx = `REST ${path}`;
-    const o = obj(msg, ctx, 'response');
+    const o = object(msg, ctx, 'response');
     const errors = o.error;
     if (Array.isArray(errors) && errors.length > 0) throw new MalformedFrameError(`${ctx}: error ${describe(errors)}`);
     if (path.startsWith('/0/public/AssetPairs')) {
-      const result = obj(o.result, ctx, 'result');
+      const result = object(o.result, ctx, 'result');
       for (const info of Object.values(result)) {
         if (info === null || typeof info !== 'object') continue;
         const p = info as Json;
@@ -570,11 +518,11 @@ export class KrakenNormalizer implements Normalizer {
 
   private v2Trades(o: Json, recvTs: number, out: CanonicalEvent[]): void {
     const ctx = 'trade';
-    const data = arr(o.data, ctx, 'data');
+    const data = array(o.data, ctx, 'data');
     const trades: Trade[] = [];
     const lastIds = new Map<SymbolState, number>();
     for (let i = 0; i < data.length; i++) {
-      const t = obj(data[i], ctx, `data[${i}]`);
+      const t = object(data[i], ctx, `data[${i}]`);
       const s = this.state(str(t.symbol, ctx, `data[${i}].symbol`));
       const side = t.side;
       if (side !== 'buy' && side !== 'sell') throw new MalformedFrameError(`${ctx}: data[${i}].side must be buy or sell, got ${describe(side)}`);
@@ -606,11 +554,11 @@ export class KrakenNormalizer implements Normalizer {
 
   private v2Ticker(o: Json, recvTs: number, out: CanonicalEvent[]): void {
     const ctx = 'ticker';
-    const data = arr(o.data, ctx, 'data');
+    const data = array(o.data, ctx, 'data');
     const quotes: Quote[] = [];
     const states: SymbolState[] = [];
     for (let i = 0; i < data.length; i++) {
-      const t = obj(data[i], ctx, `data[${i}]`);
+      const t = object(data[i], ctx, `data[${i}]`);
       const s = this.state(str(t.symbol, ctx, `data[${i}].symbol`));
       quotes.push({
         kind: 'quote',
@@ -631,10 +579,10 @@ export class KrakenNormalizer implements Normalizer {
 
   private v2Instrument(o: Json): void {
     const ctx = 'instrument';
-    const data = obj(o.data, ctx, 'data');
+    const data = object(o.data, ctx, 'data');
     const pairs = data.pairs;
     if (pairs === undefined) return;
-    for (const p of arr(pairs, ctx, 'data.pairs')) {
+    for (const p of array(pairs, ctx, 'data.pairs')) {
       if (p === null || typeof p !== 'object') continue;
       const pair = p as Json;
       const pp = precisionValue(pair.price_precision);
@@ -654,12 +602,12 @@ export class KrakenNormalizer implements Normalizer {
     const type = o.type;
     if (type !== 'snapshot' && type !== 'update') throw new MalformedFrameError(`book: type must be snapshot or update, got ${describe(type)}`);
     const ctx = `book ${type}`;
-    const data = arr(o.data, ctx, 'data');
+    const data = array(o.data, ctx, 'data');
     let literals: { bids: LiteralLevel[][]; asks: LiteralLevel[][] } | undefined;
     // Validate everything first: a broken entry must not leave a book half updated.
     const entries: { s: SymbolState; bids: ParsedLevel[]; asks: ParsedLevel[]; checksum: number; ts: number }[] = [];
     for (let i = 0; i < data.length; i++) {
-      const d = obj(data[i], ctx, `data[${i}]`);
+      const d = object(data[i], ctx, `data[${i}]`);
       const s = this.state(str(d.symbol, ctx, `data[${i}].symbol`));
       literals ??= scanLevelLiterals(raw);
       const bids = v2Levels(d.bids, literals.bids[i], ctx, `data[${i}].bids`);
@@ -732,12 +680,11 @@ export class KrakenNormalizer implements Normalizer {
 
   private v1Trades(payloads: unknown[], pair: string, recvTs: number, out: CanonicalEvent[]): undefined {
     const ctx = 'trade';
-    if (payloads.length !== 1) throw new MalformedFrameError(`${ctx}: expected one payload, got ${payloads.length}`);
-    const list = arr(payloads[0], ctx, 'trades');
+    const list = array(onePayload(payloads, ctx), ctx, 'trades');
     const s = this.state(pair);
     const trades: Trade[] = [];
     for (let i = 0; i < list.length; i++) {
-      const t = arr(list[i], ctx, `trades[${i}]`);
+      const t = array(list[i], ctx, `trades[${i}]`);
       if (t.length < 4) throw new MalformedFrameError(`${ctx}: trades[${i}] must be [price, volume, time, side, …], got ${describe(t)}`);
       const sideCode = t[3];
       const side: Side = sideCode === 'b' ? 'buy' : sideCode === 's' ? 'sell' : 'unknown';
@@ -761,43 +708,33 @@ export class KrakenNormalizer implements Normalizer {
 
   private v1Ticker(payloads: unknown[], pair: string, recvTs: number, out: CanonicalEvent[]): undefined {
     const ctx = 'ticker';
-    if (payloads.length !== 1) throw new MalformedFrameError(`${ctx}: expected one payload, got ${payloads.length}`);
-    const t = obj(payloads[0], ctx, 'payload');
-    const a = arr(t.a, ctx, 'ask (a)');
-    const b = arr(t.b, ctx, 'bid (b)');
+    const t = object(onePayload(payloads, ctx), ctx, 'payload');
+    const a = array(t.a, ctx, 'ask (a)');
+    const b = array(t.b, ctx, 'bid (b)');
     const s = this.state(pair);
-    const q: Quote = {
-      kind: 'quote',
-      venue: VENUE,
-      symbol: s.symbol,
-      ts: Math.floor(recvTs),
+    return this.v1Quote(
+      s,
+      Math.floor(recvTs),
       recvTs,
-      bidPx: nonNegative(b[0], ctx, 'bid price (b[0])'),
-      bidQty: nonNegative(b[2], ctx, 'bid lot volume (b[2])'),
-      askPx: nonNegative(a[0], ctx, 'ask price (a[0])'),
-      askQty: nonNegative(a[2], ctx, 'ask lot volume (a[2])'),
-    };
-    s.hasTicker = true;
-    out.push(q);
-    return undefined;
+      nonNegative(b[0], ctx, 'bid price (b[0])'),
+      nonNegative(b[2], ctx, 'bid lot volume (b[2])'),
+      nonNegative(a[0], ctx, 'ask price (a[0])'),
+      nonNegative(a[2], ctx, 'ask lot volume (a[2])'),
+      out,
+    );
   }
 
   private v1Spread(payloads: unknown[], pair: string, recvTs: number, out: CanonicalEvent[]): undefined {
     const ctx = 'spread';
-    if (payloads.length !== 1) throw new MalformedFrameError(`${ctx}: expected one payload, got ${payloads.length}`);
-    const p = arr(payloads[0], ctx, 'payload');
+    const p = array(onePayload(payloads, ctx), ctx, 'payload');
     const s = this.state(pair);
-    const q: Quote = {
-      kind: 'quote',
-      venue: VENUE,
-      symbol: s.symbol,
-      ts: secondsTextToMs(p[2], ctx, 'time'),
-      recvTs,
-      bidPx: nonNegative(p[0], ctx, 'bid'),
-      bidQty: nonNegative(p[3], ctx, 'bid volume'),
-      askPx: nonNegative(p[1], ctx, 'ask'),
-      askQty: nonNegative(p[4], ctx, 'ask volume'),
-    };
+    const ts = secondsTextToMs(p[2], ctx, 'time');
+    return this.v1Quote(s, ts, recvTs, nonNegative(p[0], ctx, 'bid'), nonNegative(p[3], ctx, 'bid volume'), nonNegative(p[1], ctx, 'ask'), nonNegative(p[4], ctx, 'ask volume'), out);
+  }
+
+  /** A v1 ticker or spread quote; quotes of the symbol come from its ticker from now on, not from the book. */
+  private v1Quote(s: SymbolState, ts: number, recvTs: number, bidPx: number, bidQty: number, askPx: number, askQty: number, out: CanonicalEvent[]): undefined {
+    const q: Quote = { kind: 'quote', venue: VENUE, symbol: s.symbol, ts, recvTs, bidPx, bidQty, askPx, askQty };
     s.hasTicker = true;
     out.push(q);
     return undefined;
@@ -808,7 +745,7 @@ export class KrakenNormalizer implements Normalizer {
     if (!(Number.isInteger(depth) && depth > 0)) throw new MalformedFrameError(`book: invalid channel name ${describe(name)}`);
     if (payloads.length < 1 || payloads.length > 2) throw new MalformedFrameError(`book: expected 1 or 2 payload objects, got ${payloads.length}`);
     const s = this.state(pair);
-    const first = obj(payloads[0], 'book', 'payload');
+    const first = object(payloads[0], 'book', 'payload');
     if ('as' in first || 'bs' in first) {
       if (payloads.length !== 1) throw new MalformedFrameError('book snapshot: expected one payload object');
       const ctx = 'book snapshot';
@@ -826,7 +763,7 @@ export class KrakenNormalizer implements Normalizer {
     let checksum: number | undefined;
     let ts = 0;
     for (let k = 0; k < payloads.length; k++) {
-      const p = obj(payloads[k], ctx, `payload ${k + 1}`);
+      const p = object(payloads[k], ctx, `payload ${k + 1}`);
       let any = false;
       for (const key of Object.keys(p)) {
         if (key === 'a' || key === 'b') {
@@ -852,16 +789,7 @@ export class KrakenNormalizer implements Normalizer {
 
   // ------------------------------------------------------------ book state
 
-  private applySnapshot(
-    s: SymbolState,
-    bids: ParsedLevel[],
-    asks: ParsedLevel[],
-    depth: number,
-    ts: number,
-    recvTs: number,
-    checksum: number | undefined,
-    out: CanonicalEvent[],
-  ): void {
+  private applySnapshot(s: SymbolState, bids: ParsedLevel[], asks: ParsedLevel[], depth: number, ts: number, recvTs: number, checksum: number | undefined, out: CanonicalEvent[]): void {
     const book = s.book;
     const wasSynced = book.synced;
     book.clear();
@@ -874,34 +802,13 @@ export class KrakenNormalizer implements Normalizer {
     if (checksum !== undefined && !this.verify(s, checksum, ts, recvTs, out)) return;
     book.synced = true;
     book.seq = s.bookMsgs;
-    const ev: Book = {
-      kind: 'book',
-      venue: VENUE,
-      symbol: s.symbol,
-      ts,
-      recvTs,
-      seq: s.bookMsgs,
-      firstSeq: s.bookMsgs,
-      snapshot: true,
-      bids: book.bids.levels.map((l): Pair => [l.price, l.qty]),
-      asks: book.asks.levels.map((l): Pair => [l.price, l.qty]),
-    };
-    out.push(ev);
-    if (!wasSynced) out.push(statusEvent(s.symbol, ts, recvTs, 'book_synced', 'snapshot'));
+    out.push(bookEvent(s, ts, recvTs, true, levelPairs(book.bids), levelPairs(book.asks)));
+    if (!wasSynced) out.push(statusEvent(VENUE, s.symbol, 'book_synced', 'snapshot', ts, recvTs));
     this.deriveQuote(s, ts, recvTs, out);
   }
 
   /** Applies a delta; false when the book is not synced (waiting for a snapshot). */
-  private applyUpdate(
-    s: SymbolState,
-    bids: ParsedLevel[],
-    asks: ParsedLevel[],
-    depth: number,
-    ts: number,
-    recvTs: number,
-    checksum: number | undefined,
-    out: CanonicalEvent[],
-  ): boolean {
+  private applyUpdate(s: SymbolState, bids: ParsedLevel[], asks: ParsedLevel[], depth: number, ts: number, recvTs: number, checksum: number | undefined, out: CanonicalEvent[]): boolean {
     const book = s.book;
     if (!book.synced) return false;
     const changedBids: Pair[] = [];
@@ -926,19 +833,7 @@ export class KrakenNormalizer implements Normalizer {
     s.bookMsgs++;
     if (checksum !== undefined && !this.verify(s, checksum, ts, recvTs, out)) return true;
     book.seq = s.bookMsgs;
-    out.push({
-      kind: 'book',
-      venue: VENUE,
-      symbol: s.symbol,
-      ts,
-      recvTs,
-      seq: s.bookMsgs,
-      firstSeq: s.bookMsgs,
-      prevSeq: s.bookMsgs - 1,
-      snapshot: false,
-      bids: changedBids,
-      asks: changedAsks,
-    });
+    out.push(bookEvent(s, ts, recvTs, false, changedBids, changedAsks));
     this.deriveQuote(s, ts, recvTs, out);
     return true;
   }
@@ -970,7 +865,7 @@ export class KrakenNormalizer implements Normalizer {
     }
     const reason = `checksum mismatch: computed ${got}, venue sent ${expected}`;
     s.resyncs++;
-    out.push(statusEvent(s.symbol, ts, recvTs, 'book_reset', reason));
+    out.push(statusEvent(VENUE, s.symbol, 'book_reset', reason, ts, recvTs));
     this.dropBook(s);
     try {
       this.context.requestResync?.(s.native, reason);
@@ -1012,14 +907,24 @@ export class KrakenNormalizer implements Normalizer {
   }
 }
 
-function statusEvent(symbol: string, ts: number, recvTs: number, status: FeedStatus['status'], reason: string): FeedStatus {
-  return { kind: 'status', venue: VENUE, symbol, ts, recvTs, status, reason };
+/** A book event, numbered with Vigil's count of the symbol's book messages (Kraken sends no sequence). */
+function bookEvent(s: SymbolState, ts: number, recvTs: number, snapshot: boolean, bids: Pair[], asks: Pair[]): Book {
+  const seq = s.bookMsgs;
+  return snapshot
+    ? { kind: 'book', venue: VENUE, symbol: s.symbol, ts, recvTs, seq, firstSeq: seq, snapshot, bids, asks }
+    : { kind: 'book', venue: VENUE, symbol: s.symbol, ts, recvTs, seq, firstSeq: seq, prevSeq: seq - 1, snapshot, bids, asks };
+}
+
+/** The one payload of a v1 trade, ticker or spread message. */
+function onePayload(payloads: unknown[], ctx: string): unknown {
+  if (payloads.length !== 1) throw new MalformedFrameError(`${ctx}: expected one payload, got ${payloads.length}`);
+  return payloads[0];
 }
 
 /** v2 levels `[{price, qty}]` with their literal texts when the scan found them and they agree. */
 function v2Levels(v: unknown, literals: LiteralLevel[] | undefined, ctx: string, field: string): ParsedLevel[] {
   if (v === undefined) return [];
-  const list = arr(v, ctx, field);
+  const list = array(v, ctx, field);
   const n = list.length;
   const useText = literals !== undefined && literals.length === n;
   const out: ParsedLevel[] = new Array<ParsedLevel>(n);
@@ -1058,7 +963,7 @@ function v2Levels(v: unknown, literals: LiteralLevel[] | undefined, ctx: string,
 
 /** v1 levels `[price, volume, time, "r"?]` (strings as sent), and their times in ms. */
 function v1Levels(v: unknown, ctx: string, field: string, update: boolean): { levels: ParsedLevel[]; times: number[] } {
-  const list = arr(v, ctx, field);
+  const list = array(v, ctx, field);
   const levels: ParsedLevel[] = new Array<ParsedLevel>(list.length);
   const times: number[] = new Array<number>(list.length);
   for (let i = 0; i < list.length; i++) {

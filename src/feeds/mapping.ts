@@ -34,12 +34,12 @@ import {
   symbolSchema,
   transactionSchema,
   type CanonicalEvent,
-  type FeedStatus,
   type Metric,
   type Transaction,
 } from '../core/events.ts';
 import { connectVenue, type ConnectionTuning } from './connection.ts';
 import type { VenueProtocol } from './connection-types.ts';
+import { checkRecvTs, parseJsonFrame, statusEvent } from './normalize-util.ts';
 import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
 import type { LiveFeed, LiveFeedOptions, Normalizer, RawFrame, StatusFrameData, VenueAdapter } from './types.ts';
 
@@ -947,10 +947,6 @@ export interface SequenceReport {
   missed: number;
 }
 
-export function statusEvent(venue: string, symbol: string, status: FeedStatus['status'], reason: string, recvTs: number): FeedStatus {
-  return { kind: 'status', venue, symbol, ts: recvTs, recvTs, status, reason };
-}
-
 const STATUSES: ReadonlySet<string> = new Set(['connected', 'disconnected', 'stale']);
 
 /** The data of a STATUS_CHANNEL frame; throws MalformedFrameError when it is not one. */
@@ -971,21 +967,6 @@ export function parseStatusFrame(frame: RawFrame): StatusFrameData {
 /** Reason of the status events a sequence gap produces. */
 export function gapReason(missed: number, where: string): string {
   return `sequence gap: ${missed} message${missed === 1 ? '' : 's'} missed (${where})`;
-}
-
-/** The recvTs check every normalizer makes. */
-export function checkRecvTs(frame: RawFrame): number {
-  const t = frame.recvTs;
-  if (!(t >= 0 && t !== Infinity)) throw new MalformedFrameError(`frame recvTs must be a non-negative number, got ${describeValue(t)}`);
-  return t;
-}
-
-export function parseJsonFrame(frame: RawFrame): unknown {
-  try {
-    return JSON.parse(frame.data);
-  } catch (err) {
-    throw new MalformedFrameError(`invalid JSON: ${(err as Error).message}`);
-  }
 }
 
 // ---------------------------------------------------------------- the `mapped` adapter
@@ -1048,7 +1029,7 @@ export class MappedNormalizer implements Normalizer {
     if (channel === STATUS_CHANNEL) {
       const st = parseStatusFrame(frame);
       for (const l of this.loaded.values()) if (!(l instanceof Error) && st.symbols.includes(l.symbol)) l.seq?.reset();
-      for (const s of st.symbols) if (symbolSchema.safeParse(s).success) out.push(statusEvent(MAPPED, s, st.status, st.reason, recvTs));
+      for (const s of st.symbols) if (symbolSchema.safeParse(s).success) out.push(statusEvent(MAPPED, s, st.status, st.reason, recvTs, recvTs));
       return undefined;
     }
     if (channel === undefined || !channel.startsWith(MAPPING_CHANNEL_PREFIX)) {
@@ -1075,7 +1056,7 @@ export class MappedNormalizer implements Normalizer {
     if (missed > 0) {
       const first = (l.seq?.last ?? 0) - missed;
       const lost = missed === 1 ? `seq ${first} never arrived` : `seq ${first} to ${first + missed - 1} never arrived`;
-      out.push(statusEvent(MAPPED, l.symbol, 'gap', gapReason(missed, lost), recvTs));
+      out.push(statusEvent(MAPPED, l.symbol, 'gap', gapReason(missed, lost), recvTs, recvTs));
     }
     for (const ev of events) out.push(ev);
     return undefined;

@@ -34,27 +34,12 @@ import type { Book, CanonicalEvent, Quote, Side, Trade } from '../core/events.ts
 import { connectVenue } from './connection.ts';
 import type { ConnectionContext, VenueProtocol } from './connection-types.ts';
 import { crc32, type OrderBook } from './book/order-book.ts';
-import {
-  applySide,
-  array,
-  describe,
-  id,
-  int,
-  int32,
-  object,
-  parseFrame,
-  parseLevels,
-  price,
-  quoteField,
-  size,
-  SymbolBooks,
-  type Json,
-  type SymbolBook,
-} from './bybit-okx-shared.ts';
+import { applySide, array, describe, int32, object, parseFrame, parseLevels, quoteField, SymbolBooks, textChecks, type Json, type SymbolBook } from './normalize-util.ts';
 import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
 import type { BookReport, LiveFeed, LiveFeedOptions, Normalizer, NormalizerContext, RawFrame, VenueAdapter } from './types.ts';
 
 const VENUE = 'okx';
+const { price, nonNegative: size, int, id } = textChecks;
 
 export const OKX_WS_URL = 'wss://ws.okx.com:8443/ws/v5/public';
 /** The book channel Vigil subscribes: 400 levels, snapshot then updates every 100 ms, with checksum and seqId. */

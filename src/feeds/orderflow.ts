@@ -24,19 +24,17 @@ import { orderSchema, symbolSchema, type CanonicalEvent, type Order } from '../c
 import { connectVenue, type ConnectionTuning } from './connection.ts';
 import type { VenueProtocol } from './connection-types.ts';
 import {
-  checkRecvTs,
   describeValue,
   formatIssues,
   gapReason,
   isObject,
   parseIsoMs,
-  parseJsonFrame,
   parseStatusFrame,
   SequenceTracker,
-  statusEvent,
   toNumber,
   type SequenceReport,
 } from './mapping.ts';
+import { checkRecvTs, parseJsonFrame, statusEvent } from './normalize-util.ts';
 import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
 import type { LiveFeed, LiveFeedOptions, Normalizer, RawFrame, VenueAdapter } from './types.ts';
 
@@ -154,7 +152,7 @@ export class VigilStreamNormalizer<E extends CanonicalEvent> implements Normaliz
     const label = this.normalizeFrame(frame, out);
     if (this.pending.length === 0) return label;
     const statuses: CanonicalEvent[] = [];
-    for (const p of this.pending) for (const s of this.streamSymbols()) statuses.push(statusEvent(this.venue, s, 'gap', p.reason, p.recvTs));
+    for (const p of this.pending) for (const s of this.streamSymbols()) statuses.push(statusEvent(this.venue, s, 'gap', p.reason, p.recvTs, p.recvTs));
     this.pending = [];
     out.splice(start, 0, ...statuses);
     return undefined;
@@ -167,7 +165,7 @@ export class VigilStreamNormalizer<E extends CanonicalEvent> implements Normaliz
       // A new connection numbers its messages from 1; a lost one ends its numbering.
       this.seq.reset();
       if (this.spec.fixedSymbols === undefined) this.subscribed = st.symbols.filter((s) => s !== ALL_SYMBOLS && symbolSchema.safeParse(s).success);
-      for (const s of this.streamSymbols()) out.push(statusEvent(this.venue, s, st.status, st.reason, recvTs));
+      for (const s of this.streamSymbols()) out.push(statusEvent(this.venue, s, st.status, st.reason, recvTs, recvTs));
       return undefined;
     }
     const msg = parseJsonFrame(frame);
@@ -234,7 +232,7 @@ export class VigilStreamNormalizer<E extends CanonicalEvent> implements Normaliz
   /** Status events for `missed` lost messages, the first of which had seq `firstLost`. */
   private gapStatus(missed: number, firstLost: number, recvTs: number, out: CanonicalEvent[]): void {
     const reason = this.gapReason(missed, firstLost);
-    for (const s of this.streamSymbols()) out.push(statusEvent(this.venue, s, 'gap', reason, recvTs));
+    for (const s of this.streamSymbols()) out.push(statusEvent(this.venue, s, 'gap', reason, recvTs, recvTs));
   }
 }
 

@@ -24,14 +24,12 @@
  * file's format is returned as `malformed` and reading goes on; a gzip stream that ends early (a
  * collector killed mid-write) gives one final `malformed` record.
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { ERR, VigilError } from '../core/errors.ts';
 import { EVENT_KINDS } from '../core/events.ts';
 import type { RawFrame } from '../feeds/types.ts';
+import { openInputFile } from './open-input.ts';
 
 export type InputFormat = 'vigil' | 'cryptofeed' | 'hftbacktest' | 'events';
 
@@ -150,18 +148,27 @@ function malformed(n: number, reason: string, line: string): ReplayRecord {
   return { type: 'malformed', line: n, reason, raw: line.length > MAX_RAW_IN_RECORD ? line.slice(0, MAX_RAW_IN_RECORD) : line };
 }
 
+/** The line as a JSON object that `accept` takes, or the reason it is not one (invalid JSON, or `expected`). */
+function objectLine(line: string, expected: string, accept: (o: Json) => boolean): Json | string {
+  let o: unknown;
+  try {
+    o = JSON.parse(line);
+  } catch (err) {
+    return `invalid JSON: ${(err as Error).message}`;
+  }
+  if (o === null || typeof o !== 'object' || Array.isArray(o) || !accept(o as Json)) return expected;
+  return o as Json;
+}
+
+const EXPECTED_VIGIL = 'expected a vigil record {"v":1,"recvTs":…,"source":…,"data":…}';
+const isVigilRecord = (o: Json): boolean => o.v === 1;
+const EXPECTED_EVENT = `expected a canonical event object with "kind" one of ${EVENT_KINDS.join(', ')}`;
+const isEventObject = (o: Json): boolean => EVENT_KIND_SET.has(o.kind as string);
+
 function vigilParser(path: string): LineParser {
   return (line, n) => {
-    let o: unknown;
-    try {
-      o = JSON.parse(line);
-    } catch (err) {
-      return malformed(n, `invalid JSON: ${(err as Error).message}`, line);
-    }
-    if (o === null || typeof o !== 'object' || Array.isArray(o) || (o as Json).v !== 1) {
-      return malformed(n, 'expected a vigil record {"v":1,"recvTs":…,"source":…,"data":…}', line);
-    }
-    const r = o as Json;
+    const r = objectLine(line, EXPECTED_VIGIL, isVigilRecord);
+    if (typeof r === 'string') return malformed(n, r, line);
     if (r.data === undefined && r.b64 === undefined && r.meta !== undefined) return { type: 'skip', line: n, why: 'meta' };
     const recvTs = r.recvTs;
     if (typeof recvTs !== 'number' || !(recvTs >= 0) || recvTs === Infinity) {
@@ -181,15 +188,8 @@ function vigilParser(path: string): LineParser {
 
 function eventsParser(): LineParser {
   return (line, n) => {
-    let o: unknown;
-    try {
-      o = JSON.parse(line);
-    } catch (err) {
-      return malformed(n, `invalid JSON: ${(err as Error).message}`, line);
-    }
-    if (o === null || typeof o !== 'object' || Array.isArray(o) || !EVENT_KIND_SET.has((o as Json).kind as string)) {
-      return malformed(n, `expected a canonical event object with "kind" one of ${EVENT_KINDS.join(', ')}`, line);
-    }
+    const o = objectLine(line, EXPECTED_EVENT, isEventObject);
+    if (typeof o === 'string') return malformed(n, o, line);
     return { type: 'event', line: n, event: o };
   };
 }
@@ -335,48 +335,16 @@ interface OpenedInput {
 }
 
 async function openInput(path: string, onBytes?: (n: number) => void): Promise<OpenedInput> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') throw new VigilError(ERR.NOT_FOUND, `${path}: no such file`, 404, { file: path });
-    if (e.code === 'EISDIR') throw new VigilError(ERR.INPUT_FORMAT, `${path}: is a directory`, 400, { file: path });
-    throw err;
-  }
-  const head = Buffer.alloc(2);
-  let bytesRead: number;
-  try {
-    ({ bytesRead } = await fh.read(head, 0, 2, 0));
-  } catch (err) {
-    await fh.close();
-    if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new VigilError(ERR.INPUT_FORMAT, `${path}: is a directory`, 400, { file: path });
-    throw err;
-  }
-  const gzip = bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
-  const raw = fh.createReadStream({ start: 0, highWaterMark: 256 * 1024 });
-  if (onBytes) raw.on('data', (chunk) => onBytes(chunk.length));
-  let input: Readable = raw;
-  let gzError: Error | undefined;
-  if (gzip) {
-    const gunzip = createGunzip();
-    gunzip.on('error', (err) => {
-      gzError = err;
-    });
-    raw.on('error', (err) => gunzip.destroy(err));
-    input = raw.pipe(gunzip);
-  }
-  const rl = createInterface({ input, crlfDelay: Infinity });
+  const file = await openInputFile(path, onBytes);
+  const rl = createInterface({ input: file.stream, crlfDelay: Infinity });
   const lines = rl[Symbol.asyncIterator]();
   return {
-    gzip,
+    gzip: file.gzip,
     lines,
-    gzipError: () => gzError,
+    gzipError: file.gzipError,
     async close() {
       rl.close();
-      input.destroy();
-      raw.destroy();
-      await fh.close().catch(() => undefined);
+      await file.close();
     },
   };
 }

@@ -14,15 +14,13 @@
  * character of the content (`{` or `[`: JSON lines). Records have the shape of src/replay/formats.ts
  * (`event` records are already validated canonical events).
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { Readable, pipeline } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { parse as csvParse, type CsvError, type Info } from 'csv-parse';
-import { ERR, VigilError } from '../core/errors.ts';
 import { createMapper, loadMapping, messageRecords, type Mapper, type Mapping } from '../feeds/mapping.ts';
 import { MalformedFrameError } from '../feeds/types.ts';
 import type { ReplayRecord } from './formats.ts';
+import { openInputFile } from './open-input.ts';
 
 export type MappedInputFormat = 'csv' | 'jsonl';
 
@@ -61,49 +59,11 @@ interface Opened {
 }
 
 async function openInput(path: string, onBytes?: (n: number) => void): Promise<Opened> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') throw new VigilError(ERR.NOT_FOUND, `${path}: no such file`, 404, { file: path });
-    if (e.code === 'EISDIR') throw new VigilError(ERR.INPUT_FORMAT, `${path}: is a directory`, 400, { file: path });
-    throw err;
-  }
-  const head = Buffer.alloc(2);
-  let bytesRead: number;
-  try {
-    ({ bytesRead } = await fh.read(head, 0, 2, 0));
-  } catch (err) {
-    await fh.close();
-    if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new VigilError(ERR.INPUT_FORMAT, `${path}: is a directory`, 400, { file: path });
-    throw err;
-  }
-  const gzip = bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
-  const raw = fh.createReadStream({ start: 0, highWaterMark: 256 * 1024 });
-  if (onBytes) raw.on('data', (chunk) => onBytes(chunk.length));
-  let input: Readable = raw;
-  let gzError: Error | undefined;
-  if (gzip) {
-    const gunzip = createGunzip();
-    gunzip.on('error', (err) => {
-      gzError = err;
-    });
-    raw.on('error', (err) => gunzip.destroy(err));
-    input = raw.pipe(gunzip);
-  }
+  const file = await openInputFile(path, onBytes);
   async function* chunks(): AsyncGenerator<Buffer, void, undefined> {
-    for await (const c of input) yield c as Buffer;
+    for await (const c of file.stream) yield c as Buffer;
   }
-  return {
-    chunks: chunks(),
-    gzipError: () => gzError,
-    async close() {
-      input.destroy();
-      raw.destroy();
-      await fh.close().catch(() => undefined);
-    },
-  };
+  return { chunks: chunks(), gzipError: file.gzipError, close: file.close };
 }
 
 /** The first chunk(s) up to the first non-blank byte, and the detected format. */

@@ -21,14 +21,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
-import type { CanonicalEvent } from '../../src/core/events.ts';
 import type { BinanceNormalizer } from '../../src/feeds/binance.ts';
 import { connectVenue, type ConnectionTuning } from '../../src/feeds/connection.ts';
 import type { VenueProtocol } from '../../src/feeds/connection-types.ts';
-import { STATUS_CHANNEL, type LiveFeed, type Normalizer, type RawFrame, type VenueAdapter } from '../../src/feeds/types.ts';
-import { Ingestor, type DeadLetterMessage } from '../../src/pipeline/ingest.ts';
-import { MemoryTransport } from '../../src/transport/memory.ts';
-import { TOPICS } from '../../src/transport/types.ts';
+import { STATUS_CHANNEL, type VenueAdapter } from '../../src/feeds/types.ts';
+import { startLiveRun, type LiveRun } from './live-harness.ts';
+import { mulberry32 } from './random.ts';
 
 export type Market = 'spot' | 'futures';
 
@@ -63,17 +61,6 @@ interface SimBook {
   lastDiffU: number;
   mid: number;
   topKey: string;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sortedLevels = (side: Side, descending: boolean): [string, string][] =>
@@ -405,26 +392,17 @@ export class BinanceTestServer {
 
 // ---------------------------------------------------------------- a live Vigil client of the server
 
-export interface LiveClient {
-  feed: LiveFeed;
-  normalizer: BinanceNormalizer;
-  ingestor: Ingestor;
-  /** Every frame the feed yielded, in order. */
-  frames: RawFrame[];
-  /** Every event the normalizer produced, in order. */
-  events: CanonicalEvent[];
-  dlq: DeadLetterMessage[];
-  resyncs: [string, string][];
+export interface LiveClient extends LiveRun<BinanceNormalizer> {
   /** Frames received from the client's connection #n (1-based, as in origins). */
   received(conn: number): number;
   /** Resolves when the client's latest server connection played its script and every frame arrived. */
   settled(timeoutMs?: number): Promise<void>;
-  stop(): Promise<void>;
 }
 
 /**
- * Connects Vigil's live feed for `adapter` to the server as `client`, through an Ingestor on a
- * MemoryTransport with a vigil.dlq subscriber, the normalizer's resync requests going back to the feed.
+ * Connects Vigil's live feed for `adapter` to the server as `client` (test/helpers/live-harness.ts:
+ * through an Ingestor on a MemoryTransport with a vigil.dlq subscriber, the normalizer's resync requests
+ * going back to the feed). Stopping it leaves the server running.
  */
 export async function startLiveClient(
   server: BinanceTestServer,
@@ -434,56 +412,13 @@ export async function startLiveClient(
   client = 'c1',
   tuning: ConnectionTuning = { backoffBaseMs: 20, backoffCapMs: 100 },
 ): Promise<LiveClient> {
-  const ctrl = new AbortController();
-  const frames: RawFrame[] = [];
-  const events: CanonicalEvent[] = [];
-  const dlq: DeadLetterMessage[] = [];
-  const resyncs: [string, string][] = [];
-  let feed: LiveFeed | undefined;
-  const normalizer = adapter.createNormalizer({
-    requestResync: (symbol, reason) => {
-      resyncs.push([symbol, reason]);
-      feed?.resync(symbol, reason);
-    },
-  }) as BinanceNormalizer;
-  const recording: Normalizer = {
-    venue: normalizer.venue,
-    normalize(frame, out) {
-      frames.push(frame);
-      try {
-        return normalizer.normalize(frame, out);
-      } finally {
-        events.push(...out);
-      }
-    },
-    bookReport: () => normalizer.bookReport(),
-  };
-  feed = connectVenue(protocol, { symbols, wsUrl: server.wsUrl(client), restUrl: server.restUrl(client), signal: ctrl.signal }, tuning);
-  const transport = new MemoryTransport();
-  await transport.subscribe<DeadLetterMessage>({
-    group: 'dlq-test',
-    topics: [TOPICS.dlq],
-    eachBatch: (b) => {
-      for (const m of b.messages) dlq.push(m.value);
-    },
+  const run = await startLiveRun({
+    createNormalizer: (context) => adapter.createNormalizer(context) as BinanceNormalizer,
+    connect: (signal) => connectVenue(protocol, { symbols, wsUrl: server.wsUrl(client), restUrl: server.restUrl(client), signal }, tuning),
   });
-  const ingestor = new Ingestor(transport, { batchSize: 1 });
-  ingestor.setNormalizer(normalizer.venue, recording);
-  const f = feed;
-  const loop = (async () => {
-    for await (const frame of f) await ingestor.push(frame);
-    await ingestor.flush();
-  })();
-  const received = (conn: number): number => frames.filter((fr) => fr.origin === `${normalizer.venue}:ws#${conn}` && fr.channel !== STATUS_CHANNEL).length;
-  let stopped = false;
-  return {
-    feed,
-    normalizer,
-    ingestor,
-    frames,
-    events,
-    dlq,
-    resyncs,
+  const venue = run.normalizer.venue;
+  const received = (conn: number): number => run.frames.filter((fr) => fr.origin === `${venue}:ws#${conn}` && fr.channel !== STATUS_CHANNEL).length;
+  return Object.assign(run, {
     received,
     async settled(timeoutMs = 20_000) {
       const t0 = Date.now();
@@ -500,33 +435,5 @@ export async function startLiveClient(
         await new Promise((r) => setTimeout(r, 20));
       }
     },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      ctrl.abort();
-      await loop;
-      await transport.drain();
-      await transport.close();
-    },
-  };
-}
-
-/** The book a consumer of the events would hold: snapshots reset it, deltas change it, a reset or disconnect drops it. */
-export function rebuildFromEvents(events: CanonicalEvent[], symbol: string): { bids: [number, number][]; asks: [number, number][] } {
-  let bids = new Map<number, number>();
-  let asks = new Map<number, number>();
-  for (const e of events) {
-    if (e.kind === 'status' && e.symbol === symbol && (e.status === 'book_reset' || e.status === 'disconnected' || e.status === 'stale')) {
-      bids = new Map();
-      asks = new Map();
-    }
-    if (e.kind !== 'book' || e.symbol !== symbol) continue;
-    if (e.snapshot) {
-      bids = new Map();
-      asks = new Map();
-    }
-    for (const [p, q] of e.bids) q === 0 ? bids.delete(p) : bids.set(p, q);
-    for (const [p, q] of e.asks) q === 0 ? asks.delete(p) : asks.set(p, q);
-  }
-  return { bids: [...bids].sort((a, b) => b[0] - a[0]), asks: [...asks].sort((a, b) => a[0] - b[0]) };
+  });
 }

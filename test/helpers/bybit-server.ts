@@ -10,37 +10,20 @@
  * with u=1), kill every connection, and push any raw text.
  */
 import type { AddressInfo } from 'node:net';
-import WebSocket, { WebSocketServer } from 'ws';
+import WebSocket, { type WebSocketServer } from 'ws';
+import { listenWs, StringBook, WsTestServer, type Lvl } from './ws-test-server.ts';
 
-export type Lvl = [string, string];
+export type { Lvl };
 export type Category = 'spot' | 'linear';
 
-class ServerBook {
-  readonly bids = new Map<string, string>();
-  readonly asks = new Map<string, string>();
+class ServerBook extends StringBook {
   u: number;
   seq: number;
 
   constructor(bids: readonly Lvl[], asks: readonly Lvl[], u: number) {
-    for (const [p, q] of bids) this.bids.set(p, q);
-    for (const [p, q] of asks) this.asks.set(p, q);
+    super(bids, asks);
     this.u = u;
     this.seq = u * 10;
-  }
-
-  apply(side: 'bids' | 'asks', levels: readonly Lvl[]): void {
-    const m = this[side];
-    for (const [p, q] of levels) {
-      if (Number(q) === 0) m.delete(p);
-      else m.set(p, q);
-    }
-  }
-
-  sorted(): { bids: Lvl[]; asks: Lvl[] } {
-    return {
-      bids: [...this.bids].sort((a, b) => Number(b[0]) - Number(a[0])),
-      asks: [...this.asks].sort((a, b) => Number(a[0]) - Number(b[0])),
-    };
   }
 }
 
@@ -58,28 +41,26 @@ export interface Request {
   args: string[];
 }
 
-export class BybitServer {
+export class BybitServer extends WsTestServer<Client> {
   /** The base the client appends its category to. */
   readonly url: string;
   /** Every text received, in order. */
   readonly received: { conn: number; category: Category; text: string }[] = [];
   /** Paths of every connection attempt, in order. */
   readonly paths: string[] = [];
-  private readonly clients = new Set<Client>();
   private readonly books = new Map<string, ServerBook>();
   private connCount = 0;
   private clock = 1_700_000_000_000;
 
-  private constructor(private readonly wss: WebSocketServer) {
+  private constructor(wss: WebSocketServer) {
+    super(wss);
     this.url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/v5/public`;
     wss.on('connection', (socket, req) => this.accept(socket, req.url ?? ''));
   }
 
   /** Books by `<category>/<SYMBOL>`, e.g. `linear/BTCUSDT`. */
   static async start(books: Record<string, { bids: Lvl[]; asks: Lvl[] }>): Promise<BybitServer> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-    const server = new BybitServer(wss);
+    const server = new BybitServer(await listenWs());
     let u = 500;
     for (const [key, b] of Object.entries(books)) server.books.set(key, new ServerBook(b.bids, b.asks, (u += 500)));
     return server;
@@ -239,13 +220,4 @@ export class BybitServer {
     for (const c of this.clients) if (c.category === category && c.socket.readyState === WebSocket.OPEN) c.socket.send(text);
   }
 
-  /** Kills every connection without a close frame (a network failure). */
-  dropAll(): void {
-    for (const c of this.clients) c.socket.terminate();
-  }
-
-  async close(): Promise<void> {
-    for (const c of this.wss.clients) c.terminate();
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
-  }
 }

@@ -12,7 +12,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import WebSocket, { WebSocketServer } from 'ws';
+import WebSocket, { type WebSocketServer } from 'ws';
+import { listenWs, WsTestServer } from './ws-test-server.ts';
 
 export type Lvl = [string, string];
 type Json = Record<string, unknown>;
@@ -52,7 +53,7 @@ interface Client {
 
 const TIME = (): string => new Date().toISOString().replace('Z', '123Z');
 
-export class CoinbaseServer {
+export class CoinbaseServer extends WsTestServer<Client> {
   readonly received: Received[] = [];
   /** Paths (with query) of the REST requests. */
   readonly restRequests: string[] = [];
@@ -61,12 +62,12 @@ export class CoinbaseServer {
   readonly wsUrl: string;
   readonly restUrl: string;
   private readonly products = new Map<string, Product>();
-  private readonly clients = new Set<Client>();
 
   private constructor(
-    private readonly wss: WebSocketServer,
+    wss: WebSocketServer,
     private readonly http: Server,
   ) {
+    super(wss);
     this.wsUrl = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
     this.restUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
     wss.on('connection', (socket) => this.onConnection(socket));
@@ -74,17 +75,15 @@ export class CoinbaseServer {
   }
 
   static async start(): Promise<CoinbaseServer> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    const wss = await listenWs();
     const http = createServer();
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()));
     return new CoinbaseServer(wss, http);
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     for (const c of this.clients) clearInterval(c.heartbeat);
-    for (const s of this.wss.clients) s.terminate();
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    await super.close();
     this.http.closeAllConnections();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
   }
@@ -139,11 +138,6 @@ export class CoinbaseServer {
   }
 
   // ---------------------------------------------------------------- connections
-
-  /** Kills every open connection (no close handshake). */
-  dropConnections(): void {
-    for (const c of this.clients) c.socket.terminate();
-  }
 
   /** Sends text as is to every connection. */
   sendRaw(text: string): void {

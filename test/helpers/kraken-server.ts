@@ -19,7 +19,9 @@
  */
 import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
-import WebSocket, { WebSocketServer } from 'ws';
+import WebSocket, { type WebSocketServer } from 'ws';
+import { mulberry32 } from './random.ts';
+import { listenWs, WsTestServer } from './ws-test-server.ts';
 
 export interface PairSpec {
   /** v2 name, e.g. BTC/USD. */
@@ -71,18 +73,6 @@ interface Client {
   timer?: NodeJS.Timeout;
 }
 
-/** mulberry32: a small seeded PRNG so every run sends the same book traffic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Integer `n` with `d` implied decimals → text with exactly `d` decimals. */
 export function fixed(n: number, d: number): string {
   const s = String(n).padStart(d + 1, '0');
@@ -101,20 +91,17 @@ function iso(ms: number): string {
   return new Date(ms).toISOString().replace('Z', '123Z'); // microseconds, as Kraken writes them
 }
 
-export class KrakenServer {
+export class KrakenServer extends WsTestServer<Client> {
   readonly received: Received[] = [];
   /** Connections accepted so far. */
   connections = 0;
-  private readonly clients = new Set<Client>();
   private readonly pairs = new Map<string, PairState>();
   private readonly rand: () => number;
   private readonly heartbeatMs: number;
 
-  private constructor(
-    private readonly wss: WebSocketServer,
-    options: ServerOptions,
-  ) {
-    this.rand = prng(options.seed ?? 7);
+  private constructor(wss: WebSocketServer, options: ServerOptions) {
+    super(wss);
+    this.rand = mulberry32(options.seed ?? 7);
     this.heartbeatMs = options.heartbeatMs ?? 0;
     const levels = options.levels ?? 120;
     for (const spec of options.pairs) {
@@ -130,9 +117,7 @@ export class KrakenServer {
   }
 
   static async start(options: ServerOptions): Promise<KrakenServer> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-    return new KrakenServer(wss, options);
+    return new KrakenServer(await listenWs(), options);
   }
 
   get url(): string {
@@ -392,20 +377,12 @@ export class KrakenServer {
     for (const c of this.clients) this.send(c, text);
   }
 
-  /** Kills every client connection (no close frame). */
-  dropAll(): void {
-    for (const c of this.clients) c.socket.terminate();
-  }
-
   get openClients(): number {
     return this.clients.size;
   }
 
-  async close(): Promise<void> {
-    for (const c of this.clients) {
-      if (c.timer) clearInterval(c.timer);
-      c.socket.terminate();
-    }
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  override async close(): Promise<void> {
+    for (const c of this.clients) if (c.timer) clearInterval(c.timer);
+    await super.close();
   }
 }

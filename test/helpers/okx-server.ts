@@ -9,9 +9,10 @@
  */
 import type { AddressInfo } from 'node:net';
 import { crc32 } from 'node:zlib';
-import WebSocket, { WebSocketServer } from 'ws';
+import WebSocket, { type WebSocketServer } from 'ws';
+import { listenWs, StringBook, WsTestServer, type Lvl } from './ws-test-server.ts';
 
-export type Lvl = [string, string];
+export type { Lvl };
 
 /** OKX's checksum computed independently of src/: sort the string levels, interleave the top 25, CRC32, signed. */
 export function okxBookChecksum(bids: readonly Lvl[], asks: readonly Lvl[]): number {
@@ -23,30 +24,12 @@ export function okxBookChecksum(bids: readonly Lvl[], asks: readonly Lvl[]): num
   return crc32(Buffer.from(parts.join(':'), 'utf8')) | 0;
 }
 
-class ServerBook {
-  readonly bids = new Map<string, string>();
-  readonly asks = new Map<string, string>();
+class ServerBook extends StringBook {
   seqId: number;
 
   constructor(bids: readonly Lvl[], asks: readonly Lvl[], seqId: number) {
-    for (const [p, q] of bids) this.bids.set(p, q);
-    for (const [p, q] of asks) this.asks.set(p, q);
+    super(bids, asks);
     this.seqId = seqId;
-  }
-
-  apply(side: 'bids' | 'asks', levels: readonly Lvl[]): void {
-    const m = this[side];
-    for (const [p, q] of levels) {
-      if (Number(q) === 0) m.delete(p);
-      else m.set(p, q);
-    }
-  }
-
-  sorted(): { bids: Lvl[]; asks: Lvl[] } {
-    return {
-      bids: [...this.bids].sort((a, b) => Number(b[0]) - Number(a[0])),
-      asks: [...this.asks].sort((a, b) => Number(a[0]) - Number(b[0])),
-    };
   }
 
   checksum(): number {
@@ -71,24 +54,22 @@ export interface UpdateOptions {
   corrupt?: boolean;
 }
 
-export class OkxServer {
+export class OkxServer extends WsTestServer<Client> {
   readonly url: string;
   /** Every text received, in order, with the connection number (1-based). */
   readonly received: { conn: number; text: string }[] = [];
-  private readonly clients = new Set<Client>();
   private readonly books = new Map<string, ServerBook>();
   private connCount = 0;
   private clock = 1_700_000_000_000;
 
-  private constructor(private readonly wss: WebSocketServer) {
+  private constructor(wss: WebSocketServer) {
+    super(wss);
     this.url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/ws/v5/public`;
     wss.on('connection', (socket) => this.accept(socket));
   }
 
   static async start(books: Record<string, { bids: Lvl[]; asks: Lvl[] }>): Promise<OkxServer> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-    const server = new OkxServer(wss);
+    const server = new OkxServer(await listenWs());
     let seq = 1000;
     for (const [instId, b] of Object.entries(books)) server.books.set(instId, new ServerBook(b.bids, b.asks, (seq += 1000)));
     return server;
@@ -230,13 +211,4 @@ export class OkxServer {
     for (const c of this.clients) if (c.socket.readyState === WebSocket.OPEN) c.socket.send(text);
   }
 
-  /** Kills every connection without a close frame (a network failure). */
-  dropAll(): void {
-    for (const c of this.clients) c.socket.terminate();
-  }
-
-  async close(): Promise<void> {
-    for (const c of this.wss.clients) c.terminate();
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
-  }
 }

@@ -6,12 +6,11 @@
  * skip seqs (a gap), send heartbeats and raw text, and drop connections.
  */
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
-import type { CanonicalEvent } from '../../src/core/events.ts';
-import type { LiveFeed, Normalizer, RawFrame } from '../../src/feeds/types.ts';
-import { Ingestor, type DeadLetterMessage } from '../../src/pipeline/ingest.ts';
+import type { WebSocket } from 'ws';
+import type { LiveFeed, Normalizer } from '../../src/feeds/types.ts';
 import { MemoryTransport } from '../../src/transport/memory.ts';
-import { TOPICS } from '../../src/transport/types.ts';
+import { startLiveRun, type LiveRun } from './live-harness.ts';
+import { listenWs } from './ws-test-server.ts';
 
 export type StreamKind = 'order' | 'transaction';
 type Json = Record<string, unknown>;
@@ -131,8 +130,7 @@ export async function startStreamServer(
   onSubscribed?: (conn: StreamConnection, first: boolean) => void,
   heartbeatMs?: number,
 ): Promise<StreamServer> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+  const wss = await listenWs();
   const waiters: { index: number; count: number; resolve: (c: StreamConnection) => void }[] = [];
   const connections: StreamConnection[] = [];
   const timers: NodeJS.Timeout[] = [];
@@ -198,81 +196,29 @@ export async function startStreamServer(
 
 // ---------------------------------------------------------------- driving a live feed in a test
 
-export interface Drive<E> {
-  /** Events in the order the normalizer produced them. */
-  events: CanonicalEvent[];
-  frames: RawFrame[];
-  /** Labels of ignored frames. */
-  ignored: string[];
-  dlq: DeadLetterMessage[];
-  /** What arrived on the data topic (vigil.orders, vigil.tx). */
-  onTopic: E[];
-  ingestor: Ingestor;
-  /** Resolves once `pred` holds (checked every 5 ms); rejects after `timeoutMs`. */
-  until(pred: () => boolean, timeoutMs?: number): Promise<void>;
-  /** Aborts the feed, flushes and drains the transport. */
-  stop(): Promise<void>;
+export interface StreamRun<N extends Normalizer, E> extends LiveRun<N, E> {
+  server: StreamServer;
 }
 
 /**
- * Pushes a live feed's frames through an Ingestor on a MemoryTransport, as `vigil run` does, with a
- * subscriber on vigil.dlq and on the data topic; the normalizer is wrapped to record its output.
+ * A stream server for `kind` and a live feed against it, driven as `vigil run` does
+ * (test/helpers/live-harness.ts: a MemoryTransport with one partition, subscribers on vigil.dlq and on
+ * the data topic `topic`). Stopping the run closes the server.
  */
-export async function driveFeed<E>(feed: LiveFeed, ctrl: AbortController, source: string, normalizer: Normalizer, topic: string): Promise<Drive<E>> {
-  const transport = new MemoryTransport({ partitions: 1 });
-  const dlq: DeadLetterMessage[] = [];
-  const onTopic: E[] = [];
-  await transport.subscribe<DeadLetterMessage>({ group: 'dlq-test', topics: [TOPICS.dlq], eachBatch: (b) => void dlq.push(...b.messages.map((m) => m.value)) });
-  await transport.subscribe<E>({ group: 'data-test', topics: [topic], eachBatch: (b) => void onTopic.push(...b.messages.map((m) => m.value)) });
-  const events: CanonicalEvent[] = [];
-  const frames: RawFrame[] = [];
-  const ignored: string[] = [];
-  const recording: Normalizer = {
-    venue: source,
-    normalize(frame, out) {
-      frames.push(frame);
-      const label = normalizer.normalize(frame, out);
-      if (label !== undefined) ignored.push(label);
-      events.push(...out);
-      return label;
-    },
-  };
-  const ingestor = new Ingestor(transport, { batchSize: 1 });
-  ingestor.setNormalizer(source, recording);
-  const loop = (async () => {
-    for await (const frame of feed) await ingestor.push(frame);
-  })();
-  let stopped: Promise<void> | undefined;
-  return {
-    events,
-    frames,
-    ignored,
-    dlq,
-    onTopic,
-    ingestor,
-    until(pred, timeoutMs = 10_000) {
-      return new Promise<void>((resolve, reject) => {
-        const started = Date.now();
-        const t = setInterval(() => {
-          if (pred()) {
-            clearInterval(t);
-            resolve();
-          } else if (Date.now() - started > timeoutMs) {
-            clearInterval(t);
-            reject(new Error(`timed out after ${timeoutMs} ms; events so far: ${events.map((e) => e.kind).join(', ')}; dead letters: ${dlq.length}`));
-          }
-        }, 5);
-      });
-    },
-    stop() {
-      stopped ??= (async () => {
-        ctrl.abort();
-        await loop;
-        await ingestor.flush();
-        await transport.drain();
-        await transport.close();
-      })();
-      return stopped;
-    },
-  };
+export async function startStreamRun<N extends Normalizer, E>(
+  kind: StreamKind,
+  onSubscribed: (conn: StreamConnection, first: boolean) => void,
+  topic: string,
+  createNormalizer: () => N,
+  connect: (wsUrl: string, signal: AbortSignal) => LiveFeed,
+): Promise<StreamRun<N, E>> {
+  const server = await startStreamServer(kind, onSubscribed);
+  const run = await startLiveRun<N, E>({
+    createNormalizer,
+    connect: (signal) => connect(server.url, signal),
+    transport: new MemoryTransport({ partitions: 1 }),
+    dataTopic: topic,
+    onStop: () => server.close(),
+  });
+  return Object.assign(run, { server });
 }

@@ -1,11 +1,16 @@
 /**
- * Helpers shared by the Bybit v5 and OKX v5 normalizers: both venues send the book snapshot in band
- * (no REST bootstrap), number their book updates per symbol, and send prices and sizes as strings.
+ * Building blocks shared by the venue normalizers; each venue's protocol logic stays in its own file
+ * (binance.ts, kraken.ts, coinbase.ts, bybit.ts, okx.ts, mapping.ts).
  *
- * - field checks for the hot path (no zod): prices finite and > 0, sizes finite and >= 0, integer times;
+ * - field checks for the hot path (no zod): prices finite and > 0, sizes finite and >= 0, integer times
+ *   and ids. `fieldChecks` builds them for a venue's conventions (how a bad value is shown in the reason,
+ *   whether numbers come as text); the module-level ones are the common case (JSON numbers or numeric
+ *   text of any length, bad values shown as JSON), `textChecks` are Bybit's and OKX's;
+ * - frames: `checkRecvTs`, `parseJsonFrame`, `parseFrame` (both, one JSON.parse), STATUS_CHANNEL frames
+ *   (`feedStatus`, `parseStatusFrame`) and `statusEvent`;
  * - `parseLevels`: a venue's `[["px","sz",…],…]` into the event's [price, qty] pairs plus the venue text
- *   (kept in the OrderBook for checksums over the strings as sent);
- * - `SymbolBooks`: one OrderBook per canonical symbol plus the bookkeeping every venue needs — book_reset
+ *   (kept in the OrderBook for checksums over the strings as sent), `applySide`;
+ * - `SymbolBooks` (Bybit, OKX): one OrderBook per canonical symbol plus the bookkeeping — book_reset
  *   (status event, clear, ask the live connection to resync, count) and book_synced, STATUS_CHANNEL frames,
  *   derived quotes for symbols without a venue ticker, and the per-symbol `bookReport`.
  */
@@ -21,7 +26,7 @@ export { STATUS_CHANNEL };
 
 // ---------------------------------------------------------------- field helpers
 
-/** A short printable form of a bad value for error reasons. */
+/** A short printable form of a bad value for error reasons (objects and arrays as JSON). */
 export function describe(v: unknown): string {
   if (v === undefined) return 'missing';
   let s: string;
@@ -36,41 +41,88 @@ export function describe(v: unknown): string {
   return s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }
 
-function toNumber(v: unknown): number {
-  if (typeof v === 'number') return v;
-  if (typeof v === 'string' && v.length > 0 && v.length <= 64) return +v;
-  return NaN;
+/** As `describe`, but objects and arrays as String(v) (`[object Object]`): Binance's reasons. */
+export function describePlain(v: unknown): string {
+  if (v === undefined) return 'missing';
+  const s = typeof v === 'string' ? JSON.stringify(v) : String(v);
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }
 
-/** A price: finite and > 0. */
-export function price(v: unknown, ctx: string, field: string): number {
-  const n = toNumber(v);
-  if (n > 0 && n !== Infinity) return n;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a positive number, got ${describe(v)}`);
+/** The checks of numeric and id fields, as one venue's conventions want them. */
+export interface FieldChecks {
+  /** A JSON number, or numeric text read with `+`; NaN for anything else. */
+  toNumber(v: unknown): number;
+  /** A price: finite and > 0. */
+  price(v: unknown, ctx: string, field: string): number;
+  /** A size (or a quote price, 0 for an empty side): finite and >= 0. */
+  nonNegative(v: unknown, ctx: string, field: string): number;
+  /** An epoch-ms time or a sequence number: a non-negative safe integer. */
+  int(v: unknown, ctx: string, field: string): number;
+  /** An id: a non-empty string or a safe integer. */
+  id(v: unknown, ctx: string, field: string): string;
 }
 
-/** A size: finite and >= 0. */
-export function size(v: unknown, ctx: string, field: string): number {
-  const n = toNumber(v);
-  if (n >= 0 && n !== Infinity) return n;
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative number, got ${describe(v)}`);
+export interface FieldCheckOptions {
+  /** How a bad value is shown in the reason (default `describe`). */
+  show?: (v: unknown) => string;
+  /** Longest text read as a number; longer text is not a number (default: any length). */
+  maxNumberText?: number;
+  /** `int` also reads decimal text of up to 16 digits (default: JSON numbers only). */
+  intText?: boolean;
 }
 
-/** A best bid/ask price or size of a ticker: as `size`, but "" (an empty side) reads as 0. */
+/** Field checks for a venue's conventions. Reasons read `<ctx>: <field> must be …, got <value>`. */
+export function fieldChecks(options: FieldCheckOptions = {}): FieldChecks {
+  const show = options.show ?? describe;
+  const maxText = options.maxNumberText ?? Infinity;
+  const intText = options.intText === true;
+  function toNumber(v: unknown): number {
+    if (typeof v === 'number') return v;
+    if (typeof v === 'string' && v.length > 0 && v.length <= maxText) return +v;
+    return NaN;
+  }
+  return {
+    toNumber,
+    price(v, ctx, field) {
+      const n = toNumber(v);
+      if (n > 0 && n !== Infinity) return n;
+      throw new MalformedFrameError(`${ctx}: ${field} must be a positive number, got ${show(v)}`);
+    },
+    nonNegative(v, ctx, field) {
+      const n = toNumber(v);
+      if (n >= 0 && n !== Infinity) return n;
+      throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative number, got ${show(v)}`);
+    },
+    int(v, ctx, field) {
+      if (typeof v === 'number') {
+        if (Number.isSafeInteger(v) && v >= 0) return v;
+      } else if (intText && typeof v === 'string' && /^\d{1,16}$/.test(v)) {
+        const n = +v;
+        if (Number.isSafeInteger(n)) return n;
+      }
+      throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative integer, got ${show(v)}`);
+    },
+    id(v, ctx, field) {
+      if (typeof v === 'string' && v.length > 0) return v;
+      if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
+      throw new MalformedFrameError(`${ctx}: ${field} must be an id, got ${show(v)}`);
+    },
+  };
+}
+
+/** The common conventions (Kraken, Coinbase): JSON numbers or numeric text of any length, integers as JSON numbers. */
+export const { toNumber, price, nonNegative, int, id } = fieldChecks();
+
+/**
+ * Bybit's and OKX's: every number may come as text (integers too, as decimal text), and text longer
+ * than 64 characters is not read as a number.
+ */
+export const textChecks: FieldChecks = fieldChecks({ maxNumberText: 64, intText: true });
+
+/** A best bid/ask price or size of a Bybit or OKX ticker: as `textChecks.nonNegative`, but "" (an empty side) reads as 0. */
 export function quoteField(v: unknown, ctx: string, field: string): number {
   if (v === '') return 0;
-  return size(v, ctx, field);
-}
-
-/** An epoch-ms time or a sequence number, as a JSON number or a decimal string: a non-negative safe integer. */
-export function int(v: unknown, ctx: string, field: string): number {
-  if (typeof v === 'number') {
-    if (Number.isSafeInteger(v) && v >= 0) return v;
-  } else if (typeof v === 'string' && /^\d{1,16}$/.test(v)) {
-    const n = +v;
-    if (Number.isSafeInteger(n)) return n;
-  }
-  throw new MalformedFrameError(`${ctx}: ${field} must be a non-negative integer, got ${describe(v)}`);
+  return textChecks.nonNegative(v, ctx, field);
 }
 
 /** A signed 32-bit integer (OKX checksums), as a JSON number or a decimal string. */
@@ -80,11 +132,9 @@ export function int32(v: unknown, ctx: string, field: string): number {
   throw new MalformedFrameError(`${ctx}: ${field} must be a 32-bit integer, got ${describe(v)}`);
 }
 
-/** An id: a non-empty string or a safe integer. */
-export function id(v: unknown, ctx: string, field: string): string {
+export function str(v: unknown, ctx: string, field: string): string {
   if (typeof v === 'string' && v.length > 0) return v;
-  if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
-  throw new MalformedFrameError(`${ctx}: ${field} must be an id, got ${describe(v)}`);
+  throw new MalformedFrameError(`${ctx}: ${field} must be a non-empty string, got ${describe(v)}`);
 }
 
 export function object(v: unknown, ctx: string, field: string): Json {
@@ -97,17 +147,44 @@ export function array(v: unknown, ctx: string, field: string): unknown[] {
   throw new MalformedFrameError(`${ctx}: ${field} must be an array, got ${describe(v)}`);
 }
 
-/** Checks the frame's recvTs and parses its text (one JSON.parse). */
-export function parseFrame(frame: RawFrame): unknown {
+// ---------------------------------------------------------------- frames
+
+/** The recvTs check every normalizer makes; returns it. */
+export function checkRecvTs(frame: RawFrame): number {
   const recvTs = frame.recvTs;
   if (!(recvTs >= 0 && recvTs !== Infinity)) {
     throw new MalformedFrameError(`frame recvTs must be a non-negative number, got ${describe(recvTs)}`);
   }
+  return recvTs;
+}
+
+/** The frame's text through JSON.parse; MalformedFrameError `invalid JSON: …` when it is not JSON. */
+export function parseJsonFrame(frame: RawFrame): unknown {
   try {
     return JSON.parse(frame.data) as unknown;
   } catch (err) {
     throw new MalformedFrameError(`invalid JSON: ${(err as Error).message}`);
   }
+}
+
+/** Checks the frame's recvTs and parses its text (one JSON.parse). */
+export function parseFrame(frame: RawFrame): unknown {
+  checkRecvTs(frame);
+  return parseJsonFrame(frame);
+}
+
+/**
+ * The `status` of a STATUS_CHANNEL frame: connected, disconnected or stale, else MalformedFrameError
+ * `<ctx>: status must be connected, disconnected or stale, got …`.
+ */
+export function feedStatus(v: unknown, ctx = 'status frame', show: (v: unknown) => string = describe): StatusFrameData['status'] {
+  if (v === 'connected' || v === 'disconnected' || v === 'stale') return v;
+  throw new MalformedFrameError(`${ctx}: status must be connected, disconnected or stale, got ${show(v)}`);
+}
+
+/** A `status` event of a venue's symbol. */
+export function statusEvent(venue: string, symbol: string, status: FeedStatus['status'], reason: string, ts: number, recvTs: number): FeedStatus {
+  return { kind: 'status', venue, symbol, ts, recvTs, status, reason };
 }
 
 /** A side of a book message, parsed before anything is applied (a broken frame changes no book). */
@@ -119,7 +196,12 @@ export interface ParsedSide {
   qtyText: string[];
 }
 
-/** `[["px","sz",…],…]` → pairs and texts. Each level needs at least a price and a size. */
+const textNumber = textChecks.toNumber;
+
+/**
+ * Bybit's and OKX's `[["px","sz",…],…]` → pairs and texts (numbers read as `textChecks` reads them). Each
+ * level needs at least a price and a size.
+ */
 export function parseLevels(v: unknown, ctx: string, field: string): ParsedSide {
   if (!Array.isArray(v)) throw new MalformedFrameError(`${ctx}: ${field} must be an array of [price, size], got ${describe(v)}`);
   const n = v.length;
@@ -134,10 +216,10 @@ export function parseLevels(v: unknown, ctx: string, field: string): ParsedSide 
     const p0: unknown = lvl[0];
     const q0: unknown = lvl[1];
     // Inline checks: the messages are built only on failure (snapshots have hundreds of levels).
-    const px = toNumber(p0);
-    if (!(px > 0 && px !== Infinity)) price(p0, ctx, `${field}[${i}] price`);
-    const q = toNumber(q0);
-    if (!(q >= 0 && q !== Infinity)) size(q0, ctx, `${field}[${i}] size`);
+    const px = textNumber(p0);
+    if (!(px > 0 && px !== Infinity)) textChecks.price(p0, ctx, `${field}[${i}] price`);
+    const q = textNumber(q0);
+    if (!(q >= 0 && q !== Infinity)) textChecks.nonNegative(q0, ctx, `${field}[${i}] size`);
     pairs[i] = [px, q];
     priceText[i] = typeof p0 === 'string' ? p0 : String(p0);
     qtyText[i] = typeof q0 === 'string' ? q0 : String(q0);
@@ -155,15 +237,17 @@ export function applySide(book: OrderBook, side: 'bids' | 'asks', parsed: Parsed
   }
 }
 
+/** The [price, qty] pairs of one side of a book, best first (a snapshot event's levels). */
+export function levelPairs(side: OrderBook['bids']): Pair[] {
+  return side.levels.map((l): Pair => [l.price, l.qty]);
+}
+
 /** Parses a STATUS_CHANNEL frame's data. */
 export function parseStatusFrame(frame: RawFrame): StatusFrameData {
   const msg = parseFrame(frame);
   const ctx = 'status frame';
   const o = object(msg, ctx, 'data');
-  const status = o.status;
-  if (status !== 'connected' && status !== 'disconnected' && status !== 'stale') {
-    throw new MalformedFrameError(`${ctx}: status must be connected, disconnected or stale, got ${describe(status)}`);
-  }
+  const status = feedStatus(o.status, ctx);
   const reason = o.reason;
   if (typeof reason !== 'string') throw new MalformedFrameError(`${ctx}: reason must be a string, got ${describe(reason)}`);
   const symbols = array(o.symbols, ctx, 'symbols');
@@ -250,7 +334,7 @@ export class SymbolBooks {
   }
 
   statusEvent(symbol: string, status: FeedStatus['status'], reason: string, ts: number, recvTs: number): FeedStatus {
-    return { kind: 'status', venue: this.venue, symbol, ts, recvTs, status, reason };
+    return statusEvent(this.venue, symbol, status, reason, ts, recvTs);
   }
 
   /**
