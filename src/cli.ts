@@ -10,6 +10,11 @@ commands:
   sql       read-only analyst SQL on the findings store
   record    record live feeds to gzip files for replay
 
+distributed roles (KAFKA_BROKERS; detector state in Redis with REDIS_URL):
+  feeds     live feeds → Kafka event topics
+  detect    a detector worker: event topics → detectors → vigil.findings (group vigil-detect)
+  api       the API and the findings store: vigil.findings → ClickHouse (group vigil-store), live alerts
+
 \`vigil <command> --help\` for a command's options.`;
 
 const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>>> = {
@@ -17,6 +22,9 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   replay: async () => (await import('./cli/replay.ts')).replayCommand,
   sql: async () => (await import('./cli/sql.ts')).sqlCommand,
   record: async () => (await import('./cli/record.ts')).recordCommand,
+  feeds: async () => (await import('./cli/feeds.ts')).feedsCommand,
+  detect: async () => (await import('./cli/detect.ts')).detectCommand,
+  api: async () => (await import('./cli/api.ts')).apiCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

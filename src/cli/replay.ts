@@ -1,11 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { loadConfig } from '../core/config.ts';
+import { loadConfig, type Config } from '../core/config.ts';
+import type { Finding } from '../core/events.ts';
+import { ERR, VigilError } from '../core/errors.ts';
 import { buildDetectors } from '../detectors/configure.ts';
+import type { DetectorInstance } from '../detectors/types.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
+import { detectorTopics } from '../pipeline/detect.ts';
+import { Ingestor } from '../pipeline/ingest.ts';
+import type { KafkaGroups, OffsetTargets } from '../pipeline/kafka-groups.ts';
+import { exitWhenDone, GROUPS, kafkaGroups, RunHeaderTransport, transportFor } from '../pipeline/roles.ts';
+import { RUNS_TOPIC } from '../pipeline/store-side.ts';
 import { stderrProgress } from '../replay/progress.ts';
-import { loadMapping } from '../feeds/mapping.ts';
-import { parseSpeed, replayFiles, type ReplaySummary } from '../replay/replay.ts';
+import { loadMapping, type Mapping } from '../feeds/mapping.ts';
+import { parseSpeed, replayFiles, type ReplaySummary, type Speed } from '../replay/replay.ts';
+import type { RunRecord } from '../storage/types.ts';
+import { TOPICS, type Transport } from '../transport/types.ts';
 import { parse, UsageError } from './args.ts';
 import { openConfiguredStore } from './store.ts';
 
@@ -18,7 +28,14 @@ counted, listed and kept as dead letters).
 
 --mapping FILE  the files are another provider's records — CSV with a header row, or JSON lines — mapped
                 onto canonical transaction or metric events by a field-mapping file (docs/feeds/mapping.md);
-                a row that does not map is a malformed line with its line number and reason.`;
+                a row that does not map is a malformed line with its line number and reason.
+
+With KAFKA_BROKERS set, the replay goes through the distributed roles: frames are normalized here and
+the events produced to Kafka with the run id in their \`run\` header; \`vigil detect\` workers detect and
+\`vigil api\` stores (this process opens no store). It then waits until the detect group has handled
+every event it sent and the store group has stored every finding they gave, and prints the summary,
+findings counted off vigil.findings for the run. Detector state of the run stays in Redis (it expires);
+re-using a --run-id continues that state.`;
 
 export async function replayCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
@@ -54,6 +71,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
 
   const config = loadConfig();
   const detectors = buildDetectors(config);
+  if (config.KAFKA_BROKERS) return replayOverKafka(config, detectors, { files: positionals, runId, speed, mapping, json: values.json });
   const store = await openConfiguredStore(config);
   const abort = new AbortController();
   const onSignal = () => abort.abort();
@@ -134,4 +152,150 @@ export function formatSummary(s: ReplaySummary): string {
   }
   lines.push(`  findings   ${list(s.findings)} (total ${n(s.totalFindings)})`);
   return `${lines.join('\n')}\n`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Retries a broker call until it answers (a broker restart) or the signal aborts. */
+async function untilAnswered<T>(fn: () => Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  for (let delay = 100; ; delay = Math.min(2000, delay * 2)) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (signal.aborted) return undefined;
+      process.stderr.write(`replay: Kafka not answering (${(e as Error).message}); retrying\n`);
+      await sleep(delay);
+    }
+  }
+}
+
+/** Waits (up to a minute) until the group has consumers or has consumed the topics before. */
+async function requireGroup(groups: KafkaGroups, group: string, topics: string[], who: string, config: Config, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let told = false;
+  let error: string | undefined;
+  for (;;) {
+    if (signal.aborted) return;
+    try {
+      if ((await groups.members(group)) > 0 || (await groups.hasCommitted(group, topics))) return;
+      error = undefined;
+    } catch (e) {
+      error = (e as Error).message; // broker busy or restarting: ask again
+    }
+    if (Date.now() > deadline) {
+      if (error) throw new VigilError(ERR.INTERNAL, `Kafka at ${config.KAFKA_BROKERS} does not answer: ${error}`);
+      throw new VigilError(
+        ERR.INTERNAL,
+        `no \`${who}\` has joined consumer group ${config.VIGIL_TOPIC_PREFIX}${group} on ${config.KAFKA_BROKERS} yet; start it before replaying (a group new to a topic starts at its end, so events sent before would never be read)`,
+      );
+    }
+    if (!told && Date.now() > deadline - 55_000) {
+      told = true;
+      process.stderr.write(`replay: waiting for a \`${who}\` to join group ${config.VIGIL_TOPIC_PREFIX}${group}…\n`);
+    }
+    await sleep(250);
+  }
+}
+
+function merge(a: OffsetTargets, b: OffsetTargets): OffsetTargets {
+  return new Map([...a, ...b]);
+}
+
+/** `vigil replay` with KAFKA_BROKERS: frames normalized here, events to Kafka, findings from the roles. */
+async function replayOverKafka(
+  config: Config,
+  detectors: DetectorInstance[],
+  opts: { files: string[]; runId: string; speed: Speed; mapping?: Mapping; json: boolean },
+): Promise<number> {
+  const { runId, files } = opts;
+  const abort = new AbortController();
+  const onSignal = () => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const transport: Transport = transportFor(config);
+  const groups = kafkaGroups(config);
+  const counter = `vigil-replay-${runId}`;
+  const eventTopics = detectorTopics(detectors);
+  const startedAt = Date.now();
+  /** Finding ids of this run seen on vigil.findings, by detector (re-deliveries counted once). */
+  const seen = new Set<string>();
+  const findings: Record<string, number> = Object.fromEntries(detectors.map((d) => [d.name, 0]));
+  const run = (r: Omit<RunRecord, 'runId' | 'inputs' | 'startedAt'>) =>
+    transport.send<RunRecord>(RUNS_TOPIC, [{ key: runId, value: { runId, inputs: files, startedAt, ...r } }]);
+  const waitFor = async (group: string, targets: OffsetTargets, what: string) =>
+    groups.waitCaughtUp(group, targets, {
+      signal: abort.signal,
+      onWait: (behind, error) =>
+        process.stderr.write(`replay ${runId}: waiting for ${what} (group ${config.VIGIL_TOPIC_PREFIX}${group}): ${behind === undefined ? `broker not answering: ${error}` : `${behind} messages to go`}\n`),
+    });
+  try {
+    await requireGroup(groups, GROUPS.detect, eventTopics, 'vigil detect', config, abort.signal);
+    await requireGroup(groups, GROUPS.store, [TOPICS.findings], 'vigil api', config, abort.signal);
+    // Counts the run's findings off the topic: subscribed before anything is sent (a new group starts at the end).
+    const sub = await transport.subscribe<Finding>({
+      group: counter,
+      topics: [TOPICS.findings],
+      eachBatch: (b) => {
+        for (const m of b.messages) {
+          const f = m.value;
+          if (f.runId !== runId || seen.has(f.id)) continue;
+          seen.add(f.id);
+          findings[f.detector] = (findings[f.detector] ?? 0) + 1;
+        }
+      },
+    });
+    await run({ status: 'running', summary: {} });
+    const ingestor = new Ingestor(new RunHeaderTransport(transport, runId));
+    const target = {
+      runId,
+      ingestor,
+      get deadLetters() {
+        return ingestor.counters.malformed;
+      },
+      detectors: { counters: { findings } },
+      async drain() {
+        await ingestor.flush();
+        // 1. The detect group past every event sent (it commits only after producing the findings).
+        const events = await untilAnswered(() => groups.ends(eventTopics), abort.signal);
+        if (!events || !(await waitFor(GROUPS.detect, events, 'the detect workers'))) return;
+        // 2. The store group past every finding there is now (so every one of this run) and every dead letter.
+        const out = await untilAnswered(async () => merge(await groups.ends([TOPICS.findings]), await groups.ends([TOPICS.dlq])), abort.signal);
+        if (!out || !(await waitFor(GROUPS.store, out, 'the store (vigil api)'))) return;
+        // 3. This process's own count of them.
+        const ends = new Map([...out].filter(([t]) => t === TOPICS.findings));
+        await waitFor(counter, ends, 'the findings count');
+      },
+    };
+    const isTty = process.stderr.isTTY;
+    let summary: ReplaySummary;
+    try {
+      summary = await replayFiles(target, {
+        files,
+        speed: opts.speed,
+        mapping: opts.mapping,
+        signal: abort.signal,
+        progress: stderrProgress(`replay ${runId}`, {
+          write: (l) => process.stderr.write(isTty ? l : `${l.replace(/^\r/, '').trimEnd()}\n`),
+        }),
+      });
+    } catch (e) {
+      await run({ status: 'failed', finishedAt: Date.now(), summary: { error: (e as Error).message } }).catch(() => undefined);
+      throw e;
+    } finally {
+      await sub.stop();
+      await groups.deleteGroup(counter);
+    }
+    // Aborted while waiting for the roles: the findings are not all counted.
+    if (abort.signal.aborted) summary.status = 'aborted';
+    await run({ status: summary.status === 'completed' ? 'completed' : 'cancelled', finishedAt: Date.now(), summary: { ...summary } });
+    if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+    else process.stdout.write(formatSummary(summary));
+    return summary.status === 'completed' ? 0 : 130;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await transport.close();
+    await groups.close();
+    exitWhenDone();
+  }
 }

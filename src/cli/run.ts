@@ -5,8 +5,12 @@ import { buildApi } from '../api/server.ts';
 import { loadConfig, type Config } from '../core/config.ts';
 import { buildDetectors } from '../detectors/configure.ts';
 import { getAdapter } from '../feeds/registry.ts';
+import { withStoreFaults } from '../pipeline/fault-store.ts';
+import { Ingestor } from '../pipeline/ingest.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
+import { exitWhenDone, runFeeds, spillConfig, startApiSide, startDetectSide, transportFor, watchTransport, type RoleLog } from '../pipeline/roles.ts';
 import { replayFiles } from '../replay/replay.ts';
+import type { Transport } from '../transport/types.ts';
 import type { Store } from '../storage/types.ts';
 import { parse, UsageError } from './args.ts';
 import { newToken, removeServiceNote, writeServiceNote } from './service-file.ts';
@@ -15,7 +19,9 @@ import { openConfiguredStore } from './store.ts';
 export const RUN_USAGE = `usage: vigil run [--feed venue:sym1,sym2]… [--port N] [--host H] [--no-demo]
 
 Runs everything in one process: feeds, detectors, the findings store and the API. With no live feed
-configured it replays the bundled sample (VIGIL_DEMO_FILE) at real-time pace in a loop, as run "live".`;
+configured it replays the bundled sample (VIGIL_DEMO_FILE) at real-time pace in a loop, as run "live".
+With KAFKA_BROKERS set the parts talk through Kafka, in the groups of the separate roles (vigil feeds,
+detect, api), so more workers can join; otherwise through the in-process transport.`;
 
 type Log = { info(o: object | string, m?: string): void; error(o: object | string, m?: string): void; warn(o: object | string, m?: string): void };
 
@@ -47,7 +53,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     if (!adapter.connect) throw new UsageError(`--feed ${f.venue}: this venue has no live connection`);
   }
 
-  const store = await openConfiguredStore(config);
+  const store = withStoreFaults(await openConfiguredStore(config));
   const hub = new AlertHub();
   const token = newToken();
   const app = await buildApi({ store, hub, sqlToken: token, logger: { level: config.VIGIL_LOG_LEVEL } });
@@ -73,8 +79,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (store.kind === 'embedded') writeServiceNote(config.VIGIL_DATA_DIR, { pid: process.pid, url, token });
   log.info({ url, store: store.kind }, `Vigil is up: API ${url}, findings at ${url}/api/findings, live alerts on ws://${url.slice(7)}/api/alerts`);
 
+  const kafka = config.KAFKA_BROKERS ? transportFor(config) : undefined;
   let sources: Promise<void>;
-  if (config.feeds.length > 0) sources = runLive(config, store, hub, abort.signal, log);
+  if (kafka) sources = runOnKafka(config, kafka, store, hub, abort.signal, log);
+  else if (config.feeds.length > 0) sources = runLive(config, store, hub, abort.signal, log);
   else if (config.VIGIL_DEMO) sources = runDemo(config, store, hub, abort.signal, log);
   else {
     log.warn('no live feed configured and the demo is off: serving the API over stored findings only');
@@ -87,6 +95,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   } catch (e) {
     log.error({ err: e }, 'pipeline failed');
     code = 1;
+  }
+  if (kafka) {
+    await kafka.close();
+    exitWhenDone();
   }
   hub.closeAll();
   await app.close();
@@ -107,6 +119,8 @@ function pipelineFor(config: Config, store: Store, hub: AlertHub, runId: string,
     partitions: config.VIGIL_PARTITIONS,
     queueCapacity: config.VIGIL_QUEUE_CAPACITY,
     ingest: batchSize ? { batchSize } : undefined,
+    spill: spillConfig(config),
+    log: (m) => console.error(m),
   });
 }
 
@@ -147,4 +161,61 @@ async function runLive(config: Config, store: Store, hub: AlertHub, signal: Abor
   } finally {
     await pipeline.close();
   }
+}
+
+/**
+ * Everything in one process over Kafka: the API role's store side and alerts, a detect worker and the
+ * sources (live feeds, or the demo loop as run "live"), in the same groups as the separate roles.
+ */
+async function runOnKafka(config: Config, transport: Transport, store: Store, hub: AlertHub, signal: AbortSignal, log: Log): Promise<void> {
+  const roleLog: RoleLog = {
+    info: (m, extra) => log.info(extra ?? {}, m),
+    warn: (m, extra) => log.warn(extra ?? {}, m),
+    error: (m, extra) => log.error(extra ?? {}, m),
+  };
+  const api = await startApiSide(config, transport, store, hub, roleLog);
+  let detect;
+  try {
+    detect = await startDetectSide(config, transport, roleLog);
+  } catch (e) {
+    await api.stop();
+    throw e;
+  }
+  let failure: unknown;
+  const stopOnFailure = new AbortController();
+  const unwatch = watchTransport(transport, (e) => {
+    failure = e;
+    stopOnFailure.abort();
+  });
+  const sourceSignal = AbortSignal.any([signal, stopOnFailure.signal]);
+  log.info(`running on Kafka ${config.KAFKA_BROKERS}: feeds → detect → store in one process`);
+  try {
+    if (config.feeds.length > 0) {
+      await runFeeds(config, new Ingestor(transport, { batchSize: 1 }), sourceSignal, roleLog);
+    } else if (config.VIGIL_DEMO) {
+      const file = config.VIGIL_DEMO_FILE;
+      if (!existsSync(file)) throw new UsageError(`VIGIL_DEMO_FILE: ${file} does not exist (run from the checkout, or set VIGIL_DEMO_FILE)`);
+      log.info(`no live feed configured: replaying ${file} at real-time pace in a loop (run id "live"); detector state carries over between loops`);
+      for (let loop = 1; !sourceSignal.aborted; loop++) {
+        const ingestor = new Ingestor(transport, { batchSize: 64 });
+        const runner = detect.runner;
+        const target = { runId: 'live', ingestor, drain: () => ingestor.flush(), deadLetters: 0, detectors: runner };
+        const s = await replayFiles(target, { files: [file], speed: { mode: 'paced', factor: 1 }, rebaseToNow: true, signal: sourceSignal });
+        log.info({ loop, events: s.totalEvents }, `demo loop ${loop} done`);
+      }
+    } else {
+      log.warn('no live feed configured and the demo is off: storing what other roles produce');
+      await new Promise<void>((resolve) => sourceSignal.addEventListener('abort', () => resolve(), { once: true }));
+    }
+  } finally {
+    unwatch();
+    // Detection first (its last findings go out), then give the store side a moment to take them.
+    await detect.stop();
+    if (!failure) {
+      await Promise.race([transport.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 15_000).unref())]);
+    }
+    const { kept, lost } = await api.stop();
+    log.info({ kept, lost }, kept > 0 ? `stopped; ${kept} rows the store did not take stay in the spill file (and uncommitted on Kafka)` : 'stopped; everything consumed is stored');
+  }
+  if (failure) throw failure;
 }

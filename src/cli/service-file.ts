@@ -1,5 +1,5 @@
 /**
- * A running `vigil run` that holds the embedded store leaves a note in the data directory saying where
+ * A running `vigil run` (or `vigil api`) that holds the embedded store leaves a note in the data directory saying where
  * its API listens and the per-process token for its local SQL route, so `vigil sql` (another process,
  * which chdb would refuse the directory) can ask it instead. Readable by the owner only.
  */
@@ -11,6 +11,8 @@ export interface ServiceNote {
   pid: number;
   url: string;
   token: string;
+  /** The command holding the store: run (default) or api. */
+  role?: string;
 }
 
 const NAME = 'vigil-service.json';

@@ -17,7 +17,7 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
   } catch (e) {
     if (e instanceof VigilError && e.code === ERR.STORE_LOCKED) {
       const note = readServiceNote(config.VIGIL_DATA_DIR);
-      const who = note ? `vigil run (pid ${note.pid}, API ${note.url})` : 'another process';
+      const who = note ? `vigil ${note.role ?? 'run'} (pid ${note.pid}, API ${note.url})` : 'another process';
       throw new VigilError(
         ERR.STORE_LOCKED,
         `the embedded store in ${config.VIGIL_DATA_DIR} is held by ${who}; the embedded engine admits one process per data directory. ` +

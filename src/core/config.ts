@@ -59,6 +59,30 @@ export const CONFIG_KEYS = {
   },
   KAFKA_CLIENT_ID: { schema: z.string().regex(/^[A-Za-z0-9._-]+$/), default: 'vigil', expected: 'letters, digits, . _ -', doc: 'Kafka client id (broker logs and quotas)' },
   VIGIL_KAFKA_PARTITIONS: { schema: int(1, 1024), default: 6, expected: 'an integer 1-1024', doc: 'Partitions of each Kafka topic Vigil creates (existing topics keep theirs)' },
+  VIGIL_TOPIC_PREFIX: {
+    schema: z.string().regex(/^[A-Za-z0-9._-]{0,100}$/),
+    default: '',
+    expected: 'up to 100 letters, digits, . _ -',
+    doc: 'Prepended to every Kafka topic and consumer group Vigil uses (several deployments or test runs on one cluster)',
+  },
+  VIGIL_KAFKA_SESSION_TIMEOUT_MS: {
+    schema: int(3_000, 300_000),
+    default: 30_000,
+    expected: 'milliseconds 3000-300000',
+    doc: "Kafka consumer session timeout: how long a silent (crashed) worker keeps its partitions before the group moves them (the broker's group.min.session.timeout.ms, default 6000, is the floor)",
+  },
+  VIGIL_HEALTH_PORT: {
+    schema: int(0, 65535).optional(),
+    default: undefined,
+    expected: 'a TCP port 0-65535',
+    doc: 'vigil feeds and vigil detect serve GET /healthz on this port (on HOST); unset: no health endpoint',
+  },
+  VIGIL_STORE_BUFFER_ROWS: {
+    schema: int(1, 10_000_000),
+    default: 100_000,
+    expected: 'an integer 1-10000000',
+    doc: 'Findings (and dead letters) the store side holds in memory while ClickHouse is slow or down; beyond, they spill to a file under VIGIL_DATA_DIR/spill',
+  },
   REDIS_URL: { schema: url(['redis:', 'rediss:']).optional(), default: undefined, expected: 'a redis:// or rediss:// URL', doc: 'Keep detector state in Redis (namespaced by run id), so any worker can take over a key; unset: in memory' },
   VIGIL_STATE_IDLE_MS: { schema: int(1_000, 30 * 86_400_000), default: 600_000, expected: 'milliseconds 1000-2592000000', doc: 'Event time a key may stay unseen before its detector state leaves memory (restored from the store when it returns)' },
 } as const;

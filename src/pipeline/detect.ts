@@ -13,9 +13,12 @@
  *     Findings go out before the save: a crash in between re-delivers the batch, and the re-derived
  *     findings carry the same ids (storage collapses them); the reverse order could lose findings.
  *     The one window left is a crash after the save and before the commit: the re-delivered batch
- *     meets states that already contain it (at-least-once). Closing it needs per-key offsets stored
- *     with the states, which only mean something on a durable log (Kafka), not across in-process
- *     transports whose offsets restart at 0.
+ *     would meet states that already contain it. On Kafka (option `offsetCheckpoint`, `vigil detect`)
+ *     the runner closes it: each save also stores, in the same store call (one MULTI on Redis), the
+ *     offset up to which that topic partition has been applied; the first batch of a partition after
+ *     an assignment reads it back and skips the messages a re-delivery repeats. So a takeover applies
+ *     every event exactly once to the states. (Only on a durable log: in-process transports' offsets
+ *     restart at 0 per transport, so there it stays off.)
  *
  * With the in-process memory store (byReference) states are never serialized: the store holds the very
  * objects the runner mutates, a new key is handed to it once, and step 3 costs nothing after that.
@@ -44,6 +47,7 @@ import {
   EVENT_TOPICS,
   TOPICS,
   type Batch,
+  type DeliveredMessage,
   type OutgoingMessage,
   type SubscribeOptions,
   type Subscription,
@@ -55,6 +59,20 @@ import {
 export const DEFAULT_STATE_IDLE_MS = 600_000;
 /** States per save call when everything is saved again (after a reconnect, on stop). */
 const SAVE_CHUNK = 1_000;
+/** The state-store run namespace of offset checkpoints (`@` never appears in a run id). */
+export const OFFSETS_RUN = '@offsets';
+/**
+ * A checkpoint this far ahead of the first offset delivered after an assignment cannot come from this
+ * topic's history (a re-delivery repeats at most a fetch): it is left over from a deleted and
+ * re-created topic, and ignored.
+ */
+const STALE_CHECKPOINT_GAP = 1_000_000;
+
+/** The event topics detectors consume (the topics of their event kinds), in EVENT_TOPICS order. */
+export function detectorTopics(detectors: readonly Pick<DetectorInstance, 'kinds'>[]): string[] {
+  const kinds = new Set(detectors.flatMap((d) => [...d.kinds]));
+  return EVENT_TOPICS.filter((t) => [...kinds].some((k) => TOPICS[k] === t));
+}
 
 interface Slot {
   detector: DetectorInstance;
@@ -91,6 +109,12 @@ export interface DetectorRunnerOptions {
   group?: string;
   /** Where state lives; default: a memory store of this runner's own. */
   store?: StateStore;
+  /**
+   * Kafka: store per topic partition the offset applied so far with the states, and skip re-delivered
+   * messages after a takeover (see above). `namespace` (the topic prefix) keeps deployments apart.
+   * Only used with a store that serializes (Redis): a memory store dies with its process anyway.
+   */
+  offsetCheckpoint?: { namespace: string };
   /** Event time a key may stay unseen before it leaves memory (VIGIL_STATE_IDLE_MS). */
   idleMs?: number;
   log?: (message: string, extra?: Record<string, unknown>) => void;
@@ -111,6 +135,8 @@ export interface DetectorCounters {
   /** Store reconnects after which everything in memory was saved again; of those, ones that lost data. */
   recheckpoints: number;
   stateLossEvents: number;
+  /** Re-delivered messages skipped because the saved states contain them already (offset checkpoints). */
+  skippedRedelivered: number;
 }
 
 export class DetectorRunner {
@@ -125,6 +151,7 @@ export class DetectorRunner {
     revoked: 0,
     recheckpoints: 0,
     stateLossEvents: 0,
+    skippedRedelivered: 0,
   };
   readonly store: StateStore;
   private readonly byKind = new Map<EventKind, Slot[]>();
@@ -139,6 +166,9 @@ export class DetectorRunner {
   /** Everything in memory must be saved again (the store reconnected). */
   private fullSaveNeeded = false;
   private fullSave: Promise<void> | undefined;
+  /** Offset checkpoints per topic partition (`topic#partition` → last offset applied), when enabled. */
+  private readonly checkpoints = new Map<string, number>();
+  private readonly checkpointNamespace: string | undefined;
 
   constructor(
     private readonly transport: Transport,
@@ -153,6 +183,7 @@ export class DetectorRunner {
     this.idleMs = opts.idleMs ?? DEFAULT_STATE_IDLE_MS;
     if (!(this.idleMs > 0)) throw new RangeError(`idleMs must be positive, got ${this.idleMs}`);
     this.log = opts.log ?? (() => undefined);
+    this.checkpointNamespace = opts.offsetCheckpoint && !this.byReference ? opts.offsetCheckpoint.namespace || '-' : undefined;
     for (const detector of detectors) {
       const slot: Slot = { detector, runs: new Map(), lastRunId: undefined, lastRun: undefined };
       this.slots.push(slot);
@@ -166,8 +197,7 @@ export class DetectorRunner {
   }
 
   async start(): Promise<void> {
-    const kinds = new Set(this.byKind.keys());
-    const topics = EVENT_TOPICS.filter((t) => [...kinds].some((k) => TOPICS[k] === t));
+    const topics = detectorTopics(this.slots.map((s) => s.detector));
     this.unsubscribeReconnect = this.store.onReconnect((info) => this.onStoreReconnect(info));
     const options: SubscribeOptions<CanonicalEvent> = {
       group: this.group,
@@ -193,10 +223,52 @@ export class DetectorRunner {
     return c;
   }
 
+  private checkpointRef(part: string): StateRef {
+    return { runId: OFFSETS_RUN, detector: this.group, ruleId: this.checkpointNamespace ?? '-', key: part };
+  }
+
+  /** The offset up to which the partition's messages are in the saved states (-1: none), read once per assignment. */
+  private async checkpointOf(part: string, firstOffset: number): Promise<number> {
+    const known = this.checkpoints.get(part);
+    if (known !== undefined) return known;
+    this.counters.loadCalls++;
+    const [v] = await this.store.load([this.checkpointRef(part)]);
+    let applied = typeof v === 'number' && Number.isFinite(v) ? v : -1;
+    if (applied >= firstOffset + STALE_CHECKPOINT_GAP) {
+      this.log(`offset checkpoint of ${part} (${applied}) is far beyond the stream (${firstOffset}): left from an earlier topic, ignored`);
+      applied = -1;
+    }
+    this.checkpoints.set(part, applied);
+    return applied;
+  }
+
   private async handle(batch: Batch<CanonicalEvent>): Promise<void> {
+    try {
+      await this.handleBatch(batch);
+    } catch (err) {
+      // The store may or may not hold this batch's save: read the checkpoint again with the states.
+      if (this.checkpointNamespace !== undefined) this.checkpoints.delete(`${batch.topic}#${batch.partition}`);
+      throw err;
+    }
+  }
+
+  private async handleBatch(batch: Batch<CanonicalEvent>): Promise<void> {
     const part = `${batch.topic}#${batch.partition}`;
     const clock = this.clock(part);
-    const messages = batch.messages;
+    let messages = batch.messages;
+    const last = messages[messages.length - 1];
+    if (last === undefined) return;
+    let checkpoint: StateRef | undefined;
+    if (this.checkpointNamespace !== undefined) {
+      checkpoint = this.checkpointRef(part);
+      const applied = await this.checkpointOf(part, (messages[0] as DeliveredMessage<CanonicalEvent>).offset);
+      if (applied >= (messages[0] as DeliveredMessage<CanonicalEvent>).offset) {
+        const before = messages.length;
+        messages = messages.filter((m) => m.offset > applied);
+        this.counters.skippedRedelivered += before - messages.length;
+        if (messages.length === 0) return;
+      }
+    }
 
     // 1. Detect, in one pass, on keys held in memory; events of keys that are not (or still loading)
     //    wait, in order, until their states come from the store — one round trip for the batch.
@@ -269,7 +341,11 @@ export class DetectorRunner {
     try {
       // 2. Findings, then 3. the states that produced them.
       if (out.length > 0) await this.transport.send(TOPICS.findings, out);
-      if (dirty.length > 0) await this.saveEntries(dirty);
+      if (dirty.length > 0) {
+        // With checkpoints, the partition's offset goes in the same store call as its states.
+        await this.saveEntries(dirty, checkpoint && [{ ref: checkpoint, state: last.offset }]);
+        if (checkpoint) this.checkpoints.set(part, last.offset);
+      }
       if (this.fullSaveNeeded || this.fullSave) await this.saveAllNow();
     } catch (err) {
       // Memory is now ahead of the store and of the committed offsets. Forget the batch's keys, so a
@@ -333,13 +409,21 @@ export class DetectorRunner {
     }
   }
 
-  private async saveEntries(entries: readonly Entry[]): Promise<void> {
+  private async saveEntries(entries: readonly Entry[], extra?: ReadonlyArray<{ ref: StateRef; state: unknown }>): Promise<void> {
     const byReference = this.byReference;
     const payload = entries.map((e) => ({ ref: e.ref, state: byReference ? e.state : e.slot.detector.toJSON(e.state) }));
     for (const e of entries) e.dirty = false;
     this.counters.saveCalls++;
     this.counters.statesSaved += payload.length;
-    await this.store.save(payload);
+    await this.store.save(extra && extra.length > 0 ? [...payload, ...extra] : payload);
+  }
+
+  /** The offset checkpoints held in memory, as store entries. */
+  private checkpointEntries(filter?: (part: string) => boolean): Array<{ ref: StateRef; state: unknown }> {
+    if (this.checkpointNamespace === undefined) return [];
+    const out: Array<{ ref: StateRef; state: unknown }> = [];
+    for (const [part, offset] of this.checkpoints) if (offset >= 0 && (!filter || filter(part))) out.push({ ref: this.checkpointRef(part), state: offset });
+    return out;
   }
 
   /** Every loaded entry, optionally filtered. */
@@ -400,7 +484,9 @@ export class DetectorRunner {
                 chunk = [];
               }
             }
-            if (chunk.length > 0) await this.saveEntries(chunk);
+            // The offset checkpoints go with the last chunk (after every state they vouch for).
+            const checkpoints = this.checkpointEntries();
+            if (chunk.length > 0 || checkpoints.length > 0) await this.saveEntries(chunk, checkpoints);
           } catch (err) {
             this.fullSaveNeeded = true;
             throw err;
@@ -423,10 +509,14 @@ export class DetectorRunner {
     const parts = new Set(partitions.map((p) => `${p.topic}#${p.partition}`));
     const inParts = (e: Entry) => parts.has(e.part);
     const unsaved = [...this.entries((e) => inParts(e) && (e.dirty || (this.byReference && !e.stored)))];
-    if (unsaved.length > 0) await this.saveEntries(unsaved);
+    if (unsaved.length > 0) await this.saveEntries(unsaved, this.checkpointEntries((p) => parts.has(p)));
     for (const e of unsaved) e.stored = true;
     this.evict(inParts, 'revoke');
-    for (const p of parts) this.clocks.delete(p);
+    for (const p of parts) {
+      this.clocks.delete(p);
+      // The next owner (perhaps this worker again) reads the checkpoint back from the store.
+      this.checkpoints.delete(p);
+    }
   }
 
   private toFinding(detector: DetectorInstance, draft: FindingDraft, runId: string): Finding {

@@ -1,18 +1,20 @@
 /**
- * One pipeline = one run: frames → Ingestor → event topics → DetectorRunner → vigil.findings →
- * (findings writer → ClickHouse) and (alert hub → live clients); vigil.dlq → dead-letter writer.
- * Live and replay build the very same pipeline; only the frame source and the run id differ.
+ * One pipeline = one run, in one process: frames → Ingestor → event topics → DetectorRunner →
+ * vigil.findings → StoreSide (findings writer → ClickHouse, alert hub → live clients); vigil.dlq →
+ * dead-letter writer. Live and replay build the very same pipeline; only the frame source and the run
+ * id differ. The three parts (ingest.ts, detect.ts, store-side.ts) also run on their own, one role
+ * per process over Kafka (src/cli/feeds.ts, detect.ts, api.ts).
  */
-import type { Finding } from '../core/events.ts';
 import type { DetectorInstance, StateStore } from '../detectors/types.ts';
 import type { AlertHub } from '../api/alert-hub.ts';
-import { DeadLetterWriter, FindingWriter } from '../storage/finding-writer.ts';
+import type { DeadLetterWriter, FindingWriter, SpillConfig } from '../storage/finding-writer.ts';
 import type { Store } from '../storage/types.ts';
 import { RedisStateStore } from '../state/redis.ts';
 import { MemoryTransport } from '../transport/memory.ts';
-import { TOPICS, type Subscription, type Transport } from '../transport/types.ts';
+import type { Transport } from '../transport/types.ts';
 import { DetectorRunner } from './detect.ts';
-import { Ingestor, type DeadLetterMessage, type IngestOptions } from './ingest.ts';
+import { Ingestor, type IngestOptions } from './ingest.ts';
+import { StoreSide } from './store-side.ts';
 
 export interface PipelineOptions {
   runId: string;
@@ -36,23 +38,21 @@ export interface PipelineOptions {
    * state store is cleared at start, so a re-run with the same id starts fresh, and again at close.
    */
   ephemeralState?: boolean;
+  /** Spill findings and dead letters beyond a memory bound to files (vigil run: VIGIL_DATA_DIR/spill). */
+  spill?: SpillConfig;
+  log?: (message: string) => void;
 }
 
 export class Pipeline {
   readonly transport: Transport;
   readonly ingestor: Ingestor;
   readonly detectors: DetectorRunner;
-  readonly findingWriter?: FindingWriter;
-  readonly deadLetterWriter?: DeadLetterWriter;
-  private readonly subscriptions: Subscription[] = [];
+  readonly storeSide: StoreSide;
   private readonly ownsTransport: boolean;
-  deadLetters = 0;
-  private readonly maxPendingFindings: number;
   private readonly ownedStateStore?: StateStore;
 
   constructor(private readonly options: PipelineOptions) {
     this.ownsTransport = !options.transport;
-    this.maxPendingFindings = 10 * (options.flushRows ?? 1000);
     this.transport = options.transport ?? new MemoryTransport({ partitions: options.partitions, queueCapacity: options.queueCapacity });
     this.ingestor = new Ingestor(this.transport, options.ingest);
     if (!options.stateStore && options.redisUrl) this.ownedStateStore = new RedisStateStore({ url: options.redisUrl });
@@ -60,53 +60,42 @@ export class Pipeline {
       store: options.stateStore ?? this.ownedStateStore,
       idleMs: options.stateIdleMs,
     });
-    if (options.store) {
-      const batching = { maxRows: options.flushRows, maxDelayMs: options.flushMs };
-      this.findingWriter = new FindingWriter(options.store, batching);
-      this.deadLetterWriter = new DeadLetterWriter(options.store, batching);
-    }
+    this.storeSide = new StoreSide({
+      transport: this.transport,
+      store: options.store,
+      hub: options.hub,
+      group: `vigil-findings-${options.runId}`,
+      dlqGroup: `vigil-dlq-${options.runId}`,
+      runId: options.runId,
+      flushRows: options.flushRows,
+      flushMs: options.flushMs,
+      spill: options.spill,
+      log: options.log,
+    });
   }
 
   get runId(): string {
     return this.options.runId;
   }
 
+  get findingWriter(): FindingWriter | undefined {
+    return this.storeSide.findingWriter;
+  }
+
+  get deadLetterWriter(): DeadLetterWriter | undefined {
+    return this.storeSide.deadLetterWriter;
+  }
+
+  /** Dead letters seen on vigil.dlq. */
+  get deadLetters(): number {
+    return this.storeSide.deadLetters;
+  }
+
   /** Subscribes every consumer before any frame is sent, so nothing is sent to a topic nobody reads. */
   async start(): Promise<this> {
-    const { store, hub, runId } = this.options;
-    const writer = this.findingWriter;
-    if (writer || hub) {
-      this.subscriptions.push(
-        await this.transport.subscribe<Finding>({
-          group: `vigil-findings-${runId}`,
-          topics: [TOPICS.findings],
-          eachBatch: async (batch) => {
-            const findings = batch.messages.map((m) => m.value);
-            hub?.publish(findings);
-            if (!writer) return;
-            writer.write(findings);
-            // While the store is slow or down, hold the consumer (and so, through the transport, the
-            // producers) instead of buffering findings without bound.
-            if (writer.counters.pending > this.maxPendingFindings) await writer.flush();
-          },
-        }),
-      );
-    }
-    this.subscriptions.push(
-      await this.transport.subscribe<DeadLetterMessage>({
-        group: `vigil-dlq-${runId}`,
-        topics: [TOPICS.dlq],
-        eachBatch: (batch) => {
-          this.deadLetters += batch.messages.length;
-          if (!store || !this.deadLetterWriter) return;
-          this.deadLetterWriter.write(
-            batch.messages.map((m) => ({ ...m.value, origin: m.value.origin, raw: Buffer.from(m.value.raw, 'utf8'), runId })),
-          );
-        },
-      }),
-    );
+    await this.storeSide.start();
     await this.detectors.store.open();
-    if (this.options.ephemeralState) await this.detectors.store.clear(runId);
+    if (this.options.ephemeralState) await this.detectors.store.clear(this.options.runId);
     await this.detectors.start();
     return this;
   }
@@ -115,7 +104,7 @@ export class Pipeline {
   async drain(): Promise<void> {
     await this.ingestor.flush();
     await this.transport.drain();
-    await Promise.all([this.findingWriter?.flush(), this.deadLetterWriter?.flush()]);
+    await this.storeSide.flush();
   }
 
   async close(): Promise<void> {
@@ -123,8 +112,8 @@ export class Pipeline {
     await this.detectors.stop();
     if (this.options.ephemeralState) await this.detectors.store.clear(this.options.runId).catch(() => undefined);
     await this.ownedStateStore?.close();
-    for (const s of this.subscriptions) await s.stop();
-    await Promise.all([this.findingWriter?.close(), this.deadLetterWriter?.close()]);
+    await this.storeSide.stop();
+    await this.storeSide.close();
     if (this.ownsTransport) await this.transport.close();
   }
 }

@@ -65,8 +65,16 @@ export interface ReplayOptions {
   mapping?: string | Mapping;
 }
 
+/**
+ * What a replay feeds: a Pipeline, or (`vigil replay` over Kafka) an ingestor whose drain() waits for
+ * the detect and store roles, with the findings counted off vigil.findings.
+ */
+export type ReplayTarget = Pick<Pipeline, 'runId' | 'ingestor' | 'drain' | 'deadLetters'> & {
+  readonly detectors: { readonly counters: { readonly findings: Record<string, number> } };
+};
+
 /** Pushes every record of the files through the pipeline, then waits until all findings are stored. */
-export async function replayFiles(pipeline: Pipeline, options: ReplayOptions): Promise<ReplaySummary> {
+export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions): Promise<ReplaySummary> {
   const started = performance.now();
   const ingestor = pipeline.ingestor;
   let aborted = false;

@@ -1,0 +1,82 @@
+import type { AddressInfo } from 'node:net';
+import { AlertHub } from '../api/alert-hub.ts';
+import { buildApi } from '../api/server.ts';
+import { loadConfig } from '../core/config.ts';
+import { withStoreFaults } from '../pipeline/fault-store.ts';
+import { exitWhenDone, GROUPS, requireKafka, shutdownSignal, startApiSide, transportFor, untilAborted, watchTransport, type ApiSide, type RoleLog } from '../pipeline/roles.ts';
+import { parse } from './args.ts';
+import { newToken, removeServiceNote, writeServiceNote } from './service-file.ts';
+import { openConfiguredStore } from './store.ts';
+
+export const API_USAGE = `usage: vigil api [--port N] [--host H]
+
+The API role of a distributed deployment (needs KAFKA_BROKERS): serves the API and owns the findings
+store. Consumes vigil.findings (and vigil.dlq, vigil.runs) in consumer group vigil-store and writes them
+to ClickHouse; a batch's offsets are committed only once it is stored, so a ClickHouse outage loses
+nothing (the writer retries with backoff; beyond VIGIL_STORE_BUFFER_ROWS rows in memory it spills to
+VIGIL_DATA_DIR/spill). Live alerts come from vigil.findings in a group of this process's own.
+SIGTERM/SIGINT: stops consuming, stores what it holds, commits, exits 0.`;
+
+export async function apiCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, { port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, false);
+  if (values.help) {
+    console.log(API_USAGE);
+    return 0;
+  }
+  const config = loadConfig(process.env, { PORT: values.port, HOST: values.host });
+  requireKafka(config, 'api');
+  const store = withStoreFaults(await openConfiguredStore(config));
+  const hub = new AlertHub();
+  const token = newToken();
+  const app = await buildApi({ store, hub, sqlToken: token, logger: { level: config.VIGIL_LOG_LEVEL } });
+  const log = app.log as unknown as { info(o: object | string, m?: string): void; warn(o: object | string, m?: string): void; error(o: object | string, m?: string): void };
+  const roleLog: RoleLog = {
+    info: (m, extra) => log.info(extra ?? {}, m),
+    warn: (m, extra) => log.warn(extra ?? {}, m),
+    error: (m, extra) => log.error(extra ?? {}, m),
+  };
+  const shutdown = shutdownSignal((sig) => log.info(`${sig}: stopping consumption, storing what is held, committing`));
+  const transport = transportFor(config);
+  let side: ApiSide | undefined;
+  let failure: unknown;
+  let code = 0;
+  try {
+    // Consuming first, listening after: a healthy /healthz means the store group has joined (a group
+    // new to vigil.findings starts at its end, so in a fresh deployment the producers wait for that).
+    side = await startApiSide(config, transport, store, hub, roleLog);
+    await app.listen({ port: config.PORT, host: config.HOST });
+    const port = (app.server.address() as AddressInfo).port;
+    const localHost = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
+    const url = `http://${localHost.includes(':') ? `[${localHost}]` : localHost}:${port}`;
+    if (store.kind === 'embedded') writeServiceNote(config.VIGIL_DATA_DIR, { pid: process.pid, url, token, role: 'api' });
+    const unwatch = watchTransport(transport, (e) => {
+      failure = e;
+      roleLog.error('the transport failed for good (a batch kept failing); stopping', { error: (e as Error)?.message ?? String(e) });
+      shutdown.abort();
+    });
+    log.info({ url, store: store.kind }, `ready: API ${url}, storing findings as group ${config.VIGIL_TOPIC_PREFIX}${GROUPS.store} from ${config.KAFKA_BROKERS}`);
+    await untilAborted(shutdown.signal);
+    unwatch();
+  } catch (e) {
+    failure ??= e;
+  } finally {
+    shutdown.dispose();
+    if (side) {
+      const { kept, lost } = await side.stop();
+      const w = side.storeSide.findingWriter?.counters;
+      log.info({ stored: w?.written, kept, lost }, kept > 0 ? `stopped; ${kept} rows the store did not take stay in the spill file (and uncommitted on Kafka)` : 'stopped; everything consumed is stored');
+    }
+    await transport.close();
+    hub.closeAll();
+    await app.close();
+    await store.close();
+    if (store.kind === 'embedded') removeServiceNote(config.VIGIL_DATA_DIR);
+    exitWhenDone();
+  }
+  if (failure) {
+    // A start-up error is the caller's to report (exit code by kind); a transport failure is logged already.
+    if (!side) throw failure;
+    code = 1;
+  }
+  return code;
+}

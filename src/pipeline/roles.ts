@@ -1,0 +1,331 @@
+/**
+ * The building blocks the CLI roles compose: `vigil feeds` (live feeds → transport), `vigil detect`
+ * (event topics → detectors → vigil.findings), `vigil api` (vigil.findings → store + alerts, the API),
+ * and `vigil run`, which puts all of them in one process on one transport.
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { AlertHub } from '../api/alert-hub.ts';
+import type { Config } from '../core/config.ts';
+import { ERR, VigilError } from '../core/errors.ts';
+import { buildDetectors } from '../detectors/configure.ts';
+import type { StateStore } from '../detectors/types.ts';
+import { getAdapter } from '../feeds/registry.ts';
+import { MemoryStateStore } from '../state/memory.ts';
+import { RedisStateStore } from '../state/redis.ts';
+import type { SpillConfig } from '../storage/finding-writer.ts';
+import type { Store } from '../storage/types.ts';
+import type { KafkaLogLevel, KafkaTransportOptions } from '../transport/kafka.ts';
+import { createTransport } from '../transport/index.ts';
+import type { OutgoingMessage, Subscription, Transport, TransportStats, SubscribeOptions } from '../transport/types.ts';
+import { DetectorRunner } from './detect.ts';
+import type { Ingestor } from './ingest.ts';
+import { KafkaGroups } from './kafka-groups.ts';
+import { StoreSide, subscribeAlerts } from './store-side.ts';
+
+/** Consumer groups of the roles (the deployment's VIGIL_TOPIC_PREFIX is prepended on the broker). */
+export const GROUPS = {
+  detect: 'vigil-detect',
+  store: 'vigil-store',
+} as const;
+
+/** The API's live-alert group: one per process, so every API process sees every finding. */
+export function alertsGroup(): string {
+  return `vigil-alerts-${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+export interface RoleLog {
+  info(message: string, extra?: Record<string, unknown>): void;
+  warn(message: string, extra?: Record<string, unknown>): void;
+  error(message: string, extra?: Record<string, unknown>): void;
+}
+
+const RANK: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: 100 };
+
+/** Plain log lines on stderr for the roles without an HTTP server (feeds, detect). */
+export function roleLog(role: string, level: Config['VIGIL_LOG_LEVEL']): RoleLog {
+  const min = RANK[level] ?? 30;
+  const line = (lvl: 'info' | 'warn' | 'error', message: string, extra?: Record<string, unknown>) => {
+    if ((RANK[lvl] ?? 30) < min) return;
+    const detail = extra && Object.keys(extra).length > 0 ? ` ${JSON.stringify(extra)}` : '';
+    process.stderr.write(`${new Date().toISOString()} vigil ${role} ${lvl}: ${message}${detail}\n`);
+  };
+  return { info: (m, e) => line('info', m, e), warn: (m, e) => line('warn', m, e), error: (m, e) => line('error', m, e) };
+}
+
+/** The roles that only exist on Kafka fail at start without it. */
+export function requireKafka(config: Config, role: string): void {
+  if (!config.KAFKA_BROKERS) {
+    throw new VigilError(
+      ERR.CONFIG,
+      `invalid configuration: KAFKA_BROKERS: expected host:port[,host:port…] — \`vigil ${role}\` is one role of a distributed deployment and talks to the others through Kafka (use \`vigil run\` for everything in one process)`,
+      500,
+      { key: 'KAFKA_BROKERS' },
+    );
+  }
+}
+
+function kafkaLogLevel(level: Config['VIGIL_LOG_LEVEL']): KafkaLogLevel {
+  if (level === 'silent') return 'nothing';
+  if (level === 'fatal' || level === 'error') return 'error';
+  if (level === 'debug') return 'info';
+  if (level === 'trace') return 'debug';
+  return 'warn';
+}
+
+/** Kafka options from the configuration (prefix, session timeout, log level). */
+export function kafkaOptions(config: Config): Partial<KafkaTransportOptions> {
+  const session = config.VIGIL_KAFKA_SESSION_TIMEOUT_MS;
+  return {
+    topicPrefix: config.VIGIL_TOPIC_PREFIX,
+    sessionTimeoutMs: session,
+    heartbeatIntervalMs: Math.max(100, Math.min(3000, Math.floor(session / 3))),
+    logLevel: kafkaLogLevel(config.VIGIL_LOG_LEVEL),
+  };
+}
+
+/** The configured transport: Kafka when KAFKA_BROKERS is set, else in-process. */
+export function transportFor(config: Config): Transport {
+  return createTransport({ ...config, kafka: kafkaOptions(config) });
+}
+
+export function kafkaGroups(config: Config): KafkaGroups {
+  return new KafkaGroups({
+    brokers: (config.KAFKA_BROKERS ?? '').split(',').map((b) => b.trim()).filter(Boolean),
+    clientId: config.KAFKA_CLIENT_ID,
+    prefix: config.VIGIL_TOPIC_PREFIX,
+  });
+}
+
+/**
+ * Calls onFail once when the transport has failed for good (a handler kept failing: its sends then
+ * reject). Probed with an empty send, which checks the transport's state and sends nothing.
+ */
+export function watchTransport(transport: Transport, onFail: (e: unknown) => void, everyMs = 1000): () => void {
+  let stopped = false;
+  const timer = setInterval(() => {
+    transport.send('vigil.findings', []).catch((e: unknown) => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      onFail(e);
+    });
+  }, everyMs);
+  timer.unref();
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+}
+
+/** An AbortSignal for SIGINT/SIGTERM (the first one); dispose() removes the handlers. */
+export function shutdownSignal(onSignal?: (sig: string) => void): { signal: AbortSignal; abort: () => void; dispose: () => void } {
+  const ctrl = new AbortController();
+  const handler = (sig: NodeJS.Signals) => {
+    if (ctrl.signal.aborted) return;
+    onSignal?.(sig);
+    ctrl.abort();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: ctrl.signal,
+    abort: () => ctrl.abort(),
+    dispose: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
+/**
+ * Called when a command that used Kafka has closed everything: if the process has not ended on its
+ * own `graceMs` later, it exits (with process.exitCode). kafkajs can leave a consumer connection
+ * reconnecting after disconnect() when the broker restarted during the consumer's life; the work is
+ * done and committed by then, and a role must not hang on SIGTERM because of it. The timer is unref'd:
+ * a process that ends by itself never waits for it.
+ */
+export function exitWhenDone(graceMs = 2_000): void {
+  setTimeout(() => {
+    process.stderr.write('vigil: the Kafka client left a connection open after closing; exiting\n');
+    process.exit();
+  }, graceMs).unref();
+}
+
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/**
+ * GET /healthz for the roles without the API (VIGIL_HEALTH_PORT): 200 while `check` says ok, else 503,
+ * with its details as JSON. Returns undefined when no port is configured.
+ */
+export async function startHealthServer(
+  config: Config,
+  role: string,
+  check: () => { ok: boolean } & Record<string, unknown>,
+): Promise<{ url: string; close(): Promise<void> } | undefined> {
+  if (config.VIGIL_HEALTH_PORT === undefined) return undefined;
+  const { createServer } = await import('node:http');
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/healthz') {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+      return;
+    }
+    const r = check();
+    res.writeHead(r.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: r.ok ? 'ok' : 'unavailable', role, ...r }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.VIGIL_HEALTH_PORT, config.HOST, () => resolve());
+  });
+  const { port } = server.address() as { port: number };
+  const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
+  return {
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/healthz`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Connects the configured live feeds (one connection per venue, all its symbols) into the ingestor until the signal. */
+export async function runFeeds(config: Config, ingestor: Ingestor, signal: AbortSignal, log: RoleLog): Promise<void> {
+  const byVenue = new Map<string, string[]>();
+  for (const f of config.feeds) byVenue.set(f.venue, [...(byVenue.get(f.venue) ?? []), ...f.symbols]);
+  await Promise.all(
+    [...byVenue].map(async ([venue, symbols]) => {
+      const adapter = getAdapter(venue);
+      log.info(`connecting ${venue}: ${symbols.join(', ')}`);
+      const feed = adapter.connect!({ symbols, ...config.endpoints[venue], signal, log: (m, extra) => log.info(m, extra) });
+      // The live normalizer's resync requests (gap, checksum mismatch) go back to its connection.
+      ingestor.setNormalizer(adapter.name, adapter.createNormalizer({ requestResync: (symbol, reason) => feed.resync(symbol, reason) }));
+      for await (const frame of feed) await ingestor.push(frame);
+    }),
+  );
+  await ingestor.flush();
+}
+
+/** The detect side: detectors over the event topics in group vigil-detect, state in Redis when configured. */
+export interface DetectSide {
+  readonly runner: DetectorRunner;
+  readonly stateStore: StateStore;
+  stop(): Promise<void>;
+}
+
+export async function startDetectSide(config: Config, transport: Transport, log: RoleLog): Promise<DetectSide> {
+  const detectors = buildDetectors(config);
+  const stateStore: StateStore = config.REDIS_URL ? new RedisStateStore({ url: config.REDIS_URL, log: (m, extra) => log.warn(m, extra) }) : new MemoryStateStore();
+  if (!config.REDIS_URL && transport.kind === 'kafka') {
+    log.warn('REDIS_URL is not set: detector state stays in this process; a worker taking over its partitions starts those keys fresh');
+  }
+  await stateStore.open();
+  const runner = new DetectorRunner(transport, detectors, 'live', {
+    group: GROUPS.detect,
+    store: stateStore,
+    idleMs: config.VIGIL_STATE_IDLE_MS,
+    log: (m, extra) => log.warn(m, extra),
+    offsetCheckpoint: transport.kind === 'kafka' ? { namespace: config.VIGIL_TOPIC_PREFIX } : undefined,
+  });
+  try {
+    await runner.start();
+  } catch (e) {
+    await stateStore.close().catch(() => undefined);
+    throw e;
+  }
+  return {
+    runner,
+    stateStore,
+    async stop() {
+      // Leaves the group (its partitions go to the other workers at once); every batch saved its states already.
+      await runner.stop();
+      await stateStore.close();
+    },
+  };
+}
+
+/** The store side of the API role: vigil.findings/dlq/runs → ClickHouse (durable), and live alerts. */
+export interface ApiSide {
+  readonly storeSide: StoreSide;
+  stop(): Promise<{ kept: number; lost: number }>;
+}
+
+export function spillConfig(config: Config): SpillConfig {
+  return { dir: join(config.VIGIL_DATA_DIR, 'spill'), maxBuffered: config.VIGIL_STORE_BUFFER_ROWS };
+}
+
+export async function startApiSide(config: Config, transport: Transport, store: Store, hub: AlertHub, log: RoleLog): Promise<ApiSide> {
+  const storeSide = new StoreSide({
+    transport,
+    store,
+    group: GROUPS.store,
+    runs: true,
+    runId: 'live',
+    durable: transport.kind === 'kafka',
+    flushRows: config.VIGIL_FLUSH_ROWS,
+    flushMs: config.VIGIL_FLUSH_MS,
+    spill: spillConfig(config),
+    stopGraceMs: 5_000,
+    log: (m) => log.warn(m),
+  });
+  let alerts: Subscription | undefined;
+  const group = alertsGroup();
+  try {
+    await storeSide.start();
+    alerts = await subscribeAlerts(transport, group, hub);
+  } catch (e) {
+    await storeSide.stop().catch(() => undefined);
+    await storeSide.close({ timeoutMs: 5_000 }).catch(() => undefined);
+    throw e;
+  }
+  return {
+    storeSide,
+    async stop() {
+      await alerts?.stop();
+      // Handlers waiting for an unreachable store give up after a grace period (their batches stay
+      // uncommitted); what the writers still hold then stays in the spill file.
+      await storeSide.stop();
+      const result = await storeSide.close({ timeoutMs: 5_000 });
+      if (transport.kind === 'kafka') {
+        const groups = kafkaGroups(config);
+        await groups.deleteGroup(group);
+        await groups.close();
+      }
+      return result;
+    },
+  };
+}
+
+/** Adds the `run` header to everything sent (a replay's events and dead letters over Kafka). */
+export class RunHeaderTransport implements Transport {
+  constructor(
+    private readonly inner: Transport,
+    private readonly runId: string,
+  ) {}
+
+  get kind(): Transport['kind'] {
+    return this.inner.kind;
+  }
+
+  send<T>(topic: string, messages: readonly OutgoingMessage<T>[]): Promise<void> {
+    return this.inner.send(
+      topic,
+      messages.map((m) => ({ ...m, headers: { ...m.headers, run: this.runId } })),
+    );
+  }
+
+  subscribe<T>(options: SubscribeOptions<T>): Promise<Subscription> {
+    return this.inner.subscribe(options);
+  }
+
+  drain(): Promise<void> {
+    return this.inner.drain();
+  }
+
+  stats(): TransportStats {
+    return this.inner.stats();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
