@@ -16,6 +16,7 @@ interface Summary {
   events: Record<string, number>;
   malformed: { count: number; first: { file: string; line: number; reason: string }[] };
   findings: Record<string, number>;
+  books: Record<string, Record<string, { resyncs: number; dropped?: number; compared?: number; matched?: number }>>;
   totalFindings: number;
   deadLetters: number;
 }
@@ -39,6 +40,10 @@ describe('vigil replay of the hftbacktest Binance capture', () => {
     first = await replay([HFT_CAPTURE, '--speed', 'max', '--run-id', 't1']);
     expect(first.status).toBe('completed');
     expect(first.events).toMatchObject({ trade: 9757, quote: 28040, book: 3450, status: 1 });
+    // The README's 3,451 depth updates and the snapshot, all accounted for: the snapshot and 3,449 diffs as
+    // book events, and the 2 diffs the snapshot already covered, dropped as Binance's sync procedure says.
+    expect(first.books.binance!['BTC-USDT']).toMatchObject({ resyncs: 0, dropped: 2, compared: 3449, matched: 3449 });
+    expect(first.events.book! + first.books.binance!['BTC-USDT']!.dropped!).toBe(3451 + 1);
     expect(first.malformed.count).toBe(0);
     expect(first.totalFindings).toBeGreaterThan(0);
     expect(first.findings.price_jump).toBe(first.totalFindings);

@@ -147,7 +147,8 @@ export function formatSummary(s: ReplaySummary): string {
     for (const [symbol, r] of Object.entries(bySymbol)) {
       const what = r.check === 'checksum' ? `${source}'s checksums matched` : `top of book matched ${source}'s own`;
       const top = r.compared ? `, ${what} ${n(r.matched ?? 0)}/${n(r.compared)} (${((r.matchRate ?? 0) * 100).toFixed(3)}%)` : '';
-      lines.push(`  book       ${source} ${symbol}: ${n(r.resyncs)} resyncs${top}`);
+      const dropped = r.dropped ? `, ${n(r.dropped)} updates older than the snapshot dropped` : '';
+      lines.push(`  book       ${source} ${symbol}: ${n(r.resyncs)} resyncs${dropped}${top}`);
     }
   }
   lines.push(`  findings   ${list(s.findings)} (total ${n(s.totalFindings)})`);

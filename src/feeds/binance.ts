@@ -198,6 +198,8 @@ class SymbolState {
   /** A snapshot waiting for a diff that bridges it. */
   snapshot: Book | undefined;
   resyncs = 0;
+  /** Diffs the snapshot already covered, dropped as the sync procedure says. */
+  staleDiffs = 0;
   compared = 0;
   matched = 0;
   /** Recent bookTickers, in arrival (= id) order. */
@@ -237,7 +239,10 @@ export class BinanceNormalizer implements Normalizer {
 
   bookReport(): Record<string, BookReport> {
     const out: Record<string, BookReport> = {};
-    for (const [sym, st] of this.symbols) out[sym] = { resyncs: st.resyncs, check: 'bbo', compared: st.compared, matched: st.matched };
+    for (const [sym, st] of this.symbols) {
+      out[sym] = { resyncs: st.resyncs, check: 'bbo', compared: st.compared, matched: st.matched };
+      if (st.staleDiffs > 0) out[sym]!.dropped = st.staleDiffs;
+    }
     return out;
   }
 
@@ -469,6 +474,7 @@ export class BinanceNormalizer implements Normalizer {
     const buf = st.buffer;
     let i = 0;
     while (i < buf.length && (spot ? buf[i]!.seq <= L : buf[i]!.seq < L)) i++;
+    st.staleDiffs += i;
     if (i >= buf.length) {
       st.buffer = [];
       return; // every buffered diff is older than the snapshot: wait for the next one

@@ -69,6 +69,8 @@ export interface BookReport {
   check?: 'bbo' | 'checksum';
   compared?: number;
   matched?: number;
+  /** Book updates the snapshot already covered, dropped as the venue's sync procedure says. */
+  dropped?: number;
 }
 
 export interface LiveFeedOptions {
