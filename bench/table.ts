@@ -1,0 +1,27 @@
+/** One bench section: a titled table for the terminal and the same figures as JSON. */
+export interface BenchSection {
+  /** Key in bench/results.json. */
+  readonly id: string;
+  readonly title: string;
+  readonly header: string[];
+  /** Cells as shown; columns after `leftColumns` are right-aligned. */
+  readonly rows: string[][];
+  readonly leftColumns?: number;
+  /** Lines printed under the table (notes, units). */
+  readonly notes?: string[];
+  readonly json: unknown;
+}
+
+export const fmtInt = (x: number): string => Math.round(x).toLocaleString('en-US');
+export const fmtPct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+
+export function printSection(s: BenchSection): void {
+  const left = s.leftColumns ?? 1;
+  const widths = s.header.map((h, i) => Math.max(h.length, ...s.rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i < left ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(`\n${s.title}`);
+  console.log(line(s.header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of s.rows) console.log(line(r));
+  for (const n of s.notes ?? []) console.log(n);
+}
