@@ -4,7 +4,7 @@ import type { IngestCounters } from '../src/pipeline/ingest.ts';
 
 const counters = (trade: number): IngestCounters => ({
   frames: trade,
-  events: { trade, quote: 0, book: 0, order: 0, transaction: 0, metric: 0, status: 0 },
+  events: { trade, quote: 0, book: 0, order: 0, transaction: 0, label: 0, metric: 0, status: 0 },
   ignored: {},
   malformed: 0,
   unsupported: {},

@@ -83,6 +83,12 @@ export const orderSchema = z.object({
   counterpartyAccount: z.string().optional(),
   /** For `replace`: the order id being replaced, when the venue assigns a new one. */
   origOrderId: z.string().optional(),
+  /** `principal` (the firm's own account) or `agency` (a client's order), where the flow says. */
+  capacity: z.enum(['principal', 'agency']).optional(),
+  /** The account's segment (e.g. retail, institutional, market_maker), for rule scopes. */
+  segment: z.string().optional(),
+  /** Accounts under common control (same beneficial owner), for wash-trade linking. */
+  linkedAccounts: z.array(z.string()).optional(),
 });
 
 export const transactionSchema = z.object({
@@ -105,6 +111,29 @@ export const transactionSchema = z.object({
   lon: z.number().min(-180).max(180).optional(),
   device: z.string().optional(),
   ip: z.string().optional(),
+  /** The account's segment (e.g. retail, business), for rule scopes. */
+  segment: z.string().optional(),
+  /** Card or other instrument used, where one account has several. */
+  card: z.string().optional(),
+});
+
+/**
+ * Confirmed outcome of an earlier transaction, arriving later on its own input: a chargeback, an analyst's
+ * verdict. Carries the transaction's account, merchant and terminal so rules keyed by them can use it.
+ */
+export const labelSchema = z.object({
+  kind: z.literal('label'),
+  source: z.string().min(1),
+  /** Id of the labelled transaction. */
+  txId: z.string().min(1),
+  /** When the label was issued (not when the transaction happened). */
+  ts: epochMs,
+  recvTs: epochMs.optional(),
+  label: z.enum(['fraud', 'chargeback', 'legit']),
+  account: z.string().min(1),
+  merchant: z.string().optional(),
+  terminal: z.string().optional(),
+  reason: z.string().optional(),
 });
 
 export const metricSchema = z.object({
@@ -137,6 +166,7 @@ export const eventSchema = z.discriminatedUnion('kind', [
   bookSchema,
   orderSchema,
   transactionSchema,
+  labelSchema,
   metricSchema,
   statusSchema,
 ]);
@@ -146,11 +176,12 @@ export type Quote = z.infer<typeof quoteSchema>;
 export type Book = z.infer<typeof bookSchema>;
 export type Order = z.infer<typeof orderSchema>;
 export type Transaction = z.infer<typeof transactionSchema>;
+export type Label = z.infer<typeof labelSchema>;
 export type Metric = z.infer<typeof metricSchema>;
 export type FeedStatus = z.infer<typeof statusSchema>;
 export type CanonicalEvent = z.infer<typeof eventSchema>;
 export type EventKind = CanonicalEvent['kind'];
-export const EVENT_KINDS: readonly EventKind[] = ['trade', 'quote', 'book', 'order', 'transaction', 'metric', 'status'];
+export const EVENT_KINDS: readonly EventKind[] = ['trade', 'quote', 'book', 'order', 'transaction', 'label', 'metric', 'status'];
 
 /**
  * The partition key: what must stay ordered together. Market data by venue:symbol, order flow by
@@ -166,10 +197,52 @@ export function eventKey(ev: CanonicalEvent): string {
     case 'status':
       return `${ev.venue}:${ev.symbol}`;
     case 'transaction':
+    case 'label':
       return ev.account;
     case 'metric':
       return `${ev.source}:${ev.key}`;
   }
+}
+
+/**
+ * What picks the partition, when it is not the key: one instrument on every venue (market data and order
+ * flow) shares a partition, so a detector comparing venues (cross_venue_divergence) sees them all, in
+ * order, on one worker. Per-key order is unaffected: a key always maps to the same routing key.
+ */
+export function partitionKey(ev: CanonicalEvent): string | undefined {
+  switch (ev.kind) {
+    case 'trade':
+    case 'quote':
+    case 'book':
+    case 'order':
+    case 'status':
+      return ev.symbol;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Views: extra copies of an event keyed by another entity, sent on the same topic with a `view` header,
+ * so rules keyed by that entity (fan_in by the receiving account, terminal_risk by merchant) get every
+ * event of their key on one partition, in order, on whichever worker owns it.
+ */
+export const EVENT_VIEWS = ['counterparty', 'merchant'] as const;
+export type EventView = (typeof EVENT_VIEWS)[number];
+
+export function eventViews(ev: CanonicalEvent): Array<{ view: EventView; key: string }> | undefined {
+  if (ev.kind === 'transaction') {
+    const views: Array<{ view: EventView; key: string }> = [];
+    if (ev.counterparty) views.push({ view: 'counterparty', key: ev.counterparty });
+    const m = ev.merchant ?? ev.terminal;
+    if (m) views.push({ view: 'merchant', key: m });
+    return views.length > 0 ? views : undefined;
+  }
+  if (ev.kind === 'label') {
+    const m = ev.merchant ?? ev.terminal;
+    return m ? [{ view: 'merchant', key: m }] : undefined;
+  }
+  return undefined;
 }
 
 /** A short stable reference to an event, used in finding evidence and ids. */
@@ -185,6 +258,8 @@ export function eventRef(ev: CanonicalEvent): string {
       return `order:${ev.venue}:${ev.orderId}:${ev.action}:${ev.ts}`;
     case 'transaction':
       return `tx:${ev.source}:${ev.id}`;
+    case 'label':
+      return `label:${ev.source}:${ev.txId}:${ev.label}:${ev.ts}`;
     case 'metric':
       return `metric:${ev.source}:${ev.key}:${ev.ts}`;
     case 'status':
@@ -233,5 +308,7 @@ export const findingSchema = z.object({
   windowEnd: epochMs,
   summary: z.string().min(1),
   evidence: evidenceSchema,
+  /** Version of the rules file the finding was produced under (rules.ts rulesVersion). */
+  rulesVersion: z.string().optional(),
 });
 export type Finding = z.infer<typeof findingSchema>;

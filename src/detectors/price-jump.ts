@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type Severity, type Trade } from '../core/events.ts';
 import { SortedWindow } from '../stats/sorted-window.ts';
 import { TimeWindow } from '../stats/event-window.ts';
+import { formatDuration, formatFixed, formatIntervalAdjective, priceDecimals, round } from './format.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 /** Scales MAD to a standard deviation for normally distributed data. */
@@ -94,43 +95,6 @@ function severityFor(absZ: number, threshold: number): Severity {
   if (absZ >= 4 * threshold) return 'critical';
   if (absZ >= 2 * threshold) return 'high';
   return 'medium';
-}
-
-function round(x: number, decimals: number): number {
-  const f = 10 ** decimals;
-  const r = Math.round(x * f) / f;
-  return r === 0 ? 0 : r; // no -0 in JSON-facing output
-}
-
-/** Fixed-point with `,` thousands separators; no locale involved. */
-export function formatFixed(x: number, decimals: number): string {
-  const s = Math.abs(x).toFixed(decimals);
-  const dot = s.indexOf('.');
-  const int = dot < 0 ? s : s.slice(0, dot);
-  const frac = dot < 0 ? '' : s.slice(dot);
-  const grouped = int.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-  return (x < 0 && Number(s) !== 0 ? '-' : '') + grouped + frac;
-}
-
-/** Decimals (2…8) that show both prices exactly as they are, e.g. 2 for 61850.5 and 61796. */
-function priceDecimals(a: number, b: number): number {
-  for (let d = 2; d <= 8; d++) {
-    if (Number(a.toFixed(d)) === a && Number(b.toFixed(d)) === b) return d;
-  }
-  return 8;
-}
-
-function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
-  if (ms < 60_000) return `${formatFixed(ms / 1000, ms % 1000 === 0 ? 0 : 1)} s`;
-  return `${formatFixed(ms / 60_000, ms % 60_000 === 0 ? 0 : 1)} min`;
-}
-
-/** "1-second", "5-minute", "250-ms". */
-function formatIntervalAdjective(ms: number): string {
-  if (ms % 60_000 === 0) return `${ms / 60_000}-minute`;
-  if (ms % 1000 === 0) return `${ms / 1000}-second`;
-  return `${ms}-ms`;
 }
 
 function refreshBaseline(s: PriceJumpState): void {

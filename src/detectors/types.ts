@@ -4,7 +4,7 @@
  * evicted when idle and restored on another worker.
  */
 import type { z } from 'zod';
-import type { CanonicalEvent, EventKind, Finding } from '../core/events.ts';
+import type { CanonicalEvent, EventKind, EventView, Finding } from '../core/events.ts';
 
 /** A finding as a detector produces it; the runner adds id, runId, detector and ruleId. */
 export type FindingDraft = Omit<Finding, 'id' | 'runId' | 'detector' | 'ruleId'> & {
@@ -12,18 +12,50 @@ export type FindingDraft = Omit<Finding, 'id' | 'runId' | 'detector' | 'ruleId'>
   trigger: string;
 };
 
+/**
+ * A transaction rule's opinion of one transaction, findings or not: the transaction's risk score combines
+ * the signals of every rule it touches (pipeline/risk-score.ts).
+ */
+export interface RiskSignal {
+  readonly detector: string;
+  readonly ruleId: string;
+  /** In [0, 1]: 0 = nothing unusual, 1 = certainly what the rule looks for. */
+  readonly score: number;
+  /** One short sentence, e.g. "7 transactions in 10 min (usual 1.2)". */
+  readonly reason: string;
+}
+
 export interface DetectorInstance<S = unknown> {
   readonly name: string;
   readonly ruleId: string;
+  /**
+   * Event kinds handled. With 'status' among them, the feed status markers of the symbol arrive in order
+   * within the streams of the other kinds (copies on those topics), never from the status topic.
+   */
   readonly kinds: readonly EventKind[];
+  /**
+   * Consume the copies of events keyed by another entity (events.ts eventViews), e.g. 'counterparty' for
+   * fan_in; state is then per that entity. Absent: the events as keyed at the source.
+   */
+  readonly view?: EventView;
+  /**
+   * State key when it is not the message key. Must map every key of one partition routing key to the
+   * same partition (e.g. the symbol, for market data routed by symbol), so one worker owns it.
+   */
+  keyOf?(ev: CanonicalEvent): string;
   /** Fresh state for a key seen for the first time. */
   newState(key: string): S;
   /**
    * Handles one event of the key whose state is given. Must be O(1) or O(log n) amortized: incremental
-   * updates only, never a pass over the window. Findings are pushed to `out`.
+   * updates only, never a pass over the window. Findings are pushed to `out`; transaction rules also
+   * push their opinion of each transaction to `signals` (when given).
    */
-  onEvent(state: S, ev: CanonicalEvent, out: FindingDraft[]): void;
-  /** Plain JSON for checkpointing; fromJSON(toJSON(s)) continues exactly where s was. */
+  onEvent(state: S, ev: CanonicalEvent, out: FindingDraft[], signals?: RiskSignal[]): void;
+  /**
+   * Plain JSON for checkpointing; fromJSON(toJSON(s)) continues exactly where s was. fromJSON must also
+   * accept the JSON of an instance with other parameters (a rule changed by hot reload) and continue from
+   * it under its own parameters, rebuilding or trimming what they change.
+   */
   toJSON(state: S): unknown;
   fromJSON(json: unknown): S;
 }
@@ -33,6 +65,8 @@ export interface DetectorSpec<P = unknown, S = unknown> {
   readonly name: string;
   readonly description: string;
   readonly kinds: readonly EventKind[];
+  /** See DetectorInstance.view. */
+  readonly view?: EventView;
   /** Parameters with their defaults; parse({}) gives the defaults. */
   readonly params: z.ZodType<P>;
   create(params: P, ruleId: string): DetectorInstance<S>;

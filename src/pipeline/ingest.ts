@@ -3,10 +3,13 @@
  * per-connection state (e.g. which symbol a REST snapshot belongs to). Broken frames become dead
  * letters on their own topic and never stop the feed.
  */
-import { eventKey, type CanonicalEvent, type EventKind } from '../core/events.ts';
+import { eventKey, eventViews, partitionKey as eventPartitionKey, type CanonicalEvent, type EventKind } from '../core/events.ts';
 import { getAdapter } from '../feeds/registry.ts';
 import { MalformedFrameError, type BookReport, type Normalizer, type RawFrame } from '../feeds/types.ts';
-import { TOPICS, type OutgoingMessage, type Transport } from '../transport/types.ts';
+import { STATUS_COPY_HEADER, TOPICS, VIEW_HEADER, type OutgoingMessage, type Transport } from '../transport/types.ts';
+
+/** Data topics that also carry copies of status markers. */
+const STATUS_COPY_TOPICS = [TOPICS.trade, TOPICS.quote] as const;
 
 /** What travels on vigil.dlq. */
 export interface DeadLetterMessage {
@@ -43,7 +46,7 @@ export interface RejectSample {
 export class Ingestor {
   readonly counters: IngestCounters = {
     frames: 0,
-    events: { trade: 0, quote: 0, book: 0, order: 0, transaction: 0, metric: 0, status: 0 },
+    events: { trade: 0, quote: 0, book: 0, order: 0, transaction: 0, label: 0, metric: 0, status: 0 },
     ignored: {},
     malformed: 0,
     unsupported: {},
@@ -142,10 +145,25 @@ export class Ingestor {
       if (ev.recvTs !== undefined) ev.recvTs += shift;
     }
     this.counters.events[ev.kind]++;
-    const topic = TOPICS[ev.kind];
+    const key = eventKey(ev);
+    const partitionKey = eventPartitionKey(ev);
+    const message: OutgoingMessage<CanonicalEvent> = partitionKey === undefined ? { key, value: ev } : { key, partitionKey, value: ev };
+    this.queue(TOPICS[ev.kind], message);
+    const views = eventViews(ev);
+    if (views !== undefined) {
+      for (const v of views) this.queue(TOPICS[ev.kind], { key: v.key, value: ev, headers: { [VIEW_HEADER]: v.view } });
+    }
+    if (ev.kind === 'status') {
+      // Status markers also travel with the data they describe, so a rule on trades or quotes sees a
+      // disconnect in order with that stream (topics are not ordered with each other).
+      for (const topic of STATUS_COPY_TOPICS) this.queue(topic, { ...message, headers: { [STATUS_COPY_HEADER]: '1' } });
+    }
+  }
+
+  private queue(topic: string, message: OutgoingMessage<CanonicalEvent>): void {
     let list = this.pending.get(topic);
     if (!list) this.pending.set(topic, (list = []));
-    list.push({ key: eventKey(ev), value: ev });
+    list.push(message);
     this.pendingCount++;
   }
 

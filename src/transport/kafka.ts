@@ -25,6 +25,8 @@
 import { CompressionTypes, Kafka, Partitioners, logLevel as LEVEL } from 'kafkajs';
 import type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaMessage, LogEntry, Message, Producer, RetryOptions } from 'kafkajs';
 import { ERR, VigilError } from '../core/errors.ts';
+
+const routingPartitioner = Partitioners.DefaultPartitioner();
 import {
   TOPICS,
   type Batch,
@@ -309,6 +311,7 @@ export class KafkaTransport implements Transport {
   private readonly admin: Admin;
   private readonly producer: Producer;
   private readonly prefix: string;
+  private readonly partitionMeta = new Map<number, unknown[]>();
   private readonly partitions: number;
   private readonly maxBatch: number;
   private readonly maxRequestBytes: number;
@@ -396,7 +399,9 @@ export class KafkaTransport implements Transport {
   }
 
   private async ensureTopics(topics: readonly string[]): Promise<void> {
-    const missing = topics.filter((t) => !this.topicsReady.has(t));
+    // Distinct names: several event kinds may share a topic (TOPICS values repeat), and the broker
+    // refuses a createTopics request that names one topic twice.
+    const missing = [...new Set(topics)].filter((t) => !this.topicsReady.has(t));
     if (missing.length > 0) {
       for (const t of missing) if (!TOPIC_NAME.test(t) || t.length === 0) throw new VigilError(ERR.BAD_REQUEST, `bad topic name ${JSON.stringify(t)}`);
       const created = (async () => {
@@ -459,7 +464,9 @@ export class KafkaTransport implements Transport {
       const value = Buffer.from(JSON.stringify(m.value) ?? 'null', 'utf8');
       const size = value.length + m.key.length + 16;
       if (bytes + size > this.maxRequestBytes && chunk.length > 0) push();
-      chunk.push(m.headers ? { key: m.key, value, headers: m.headers } : { key: m.key, value });
+      const msg: Message = m.headers ? { key: m.key, value, headers: m.headers } : { key: m.key, value };
+      if (m.partitionKey !== undefined) msg.partition = this.partitionByKey(topic, m.partitionKey);
+      chunk.push(msg);
       bytes += size;
     }
     push();
@@ -468,6 +475,14 @@ export class KafkaTransport implements Transport {
     this.counters.sent += messages.length;
     this.sentTo.set(topic, (this.sentTo.get(topic) ?? 0) + messages.length);
     await this.backpressure(topic);
+  }
+
+  /** The partition the default (murmur2) partitioner would pick for `key`: routing keys keep Java clients' mapping. */
+  private partitionByKey(topic: string, key: string): number {
+    const n = this.partitionsOf(topic);
+    let meta = this.partitionMeta.get(n);
+    if (!meta) this.partitionMeta.set(n, (meta = Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0] }))));
+    return routingPartitioner({ topic, partitionMetadata: meta as never, message: { key, value: null } });
   }
 
   private kick(): void {

@@ -132,7 +132,7 @@ export class MemoryTransport implements Transport {
       if (!queues) continue;
       routed = true;
       for (const m of messages) {
-        const q = queues[partitionFor(m.key, this.partitions)]!;
+        const q = queues[partitionFor(m.partitionKey ?? m.key, this.partitions)]!;
         q.push(m.key, m.value, m.headers);
         if (q.length >= q.capacity) (full ??= []).push(q);
       }

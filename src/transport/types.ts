@@ -7,6 +7,11 @@
 export interface OutgoingMessage<T = unknown> {
   /** Partition key: messages with one key are delivered in the order they were sent. */
   key: string;
+  /**
+   * Picks the partition instead of the key when set (the key still identifies the message). Must be a
+   * function of the key, so one key never changes partition.
+   */
+  partitionKey?: string;
   value: T;
   /** Small string metadata carried with the message (e.g. `run`: the run id a replay belongs to). */
   headers?: Record<string, string>;
@@ -83,10 +88,17 @@ export const TOPICS = {
   book: 'vigil.md.book',
   order: 'vigil.orders',
   transaction: 'vigil.tx',
+  /** Labels share the transactions' topic: rules that join them (terminal_risk) see both in order. */
+  label: 'vigil.tx',
   metric: 'vigil.metrics',
   status: 'vigil.md.status',
   findings: 'vigil.findings',
   dlq: 'vigil.dlq',
 } as const;
+
+/** Header naming the view of an event copy (events.ts eventViews); absent on the original. */
+export const VIEW_HEADER = 'view';
+/** Header on a status marker copied into a data topic, so it arrives in order with that topic's data. */
+export const STATUS_COPY_HEADER = 'status-copy';
 
 export const EVENT_TOPICS = [TOPICS.trade, TOPICS.quote, TOPICS.book, TOPICS.order, TOPICS.transaction, TOPICS.metric, TOPICS.status] as const;
