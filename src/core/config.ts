@@ -84,6 +84,12 @@ export const CONFIG_KEYS = {
     doc: 'Findings (and dead letters) the store side holds in memory while ClickHouse is slow or down; beyond, they spill to a file under VIGIL_DATA_DIR/spill',
   },
   REDIS_URL: { schema: url(['redis:', 'rediss:']).optional(), default: undefined, expected: 'a redis:// or rediss:// URL', doc: 'Keep detector state in Redis (namespaced by run id), so any worker can take over a key; unset: in memory' },
+  VIGIL_RULES: {
+    schema: z.string().min(1).optional(),
+    default: undefined,
+    expected: 'a rules file path (YAML or JSON)',
+    doc: 'The rules file (reloaded when it changes, and through the API); unset: the shipped rules/default.yaml',
+  },
   VIGIL_STATE_IDLE_MS: { schema: int(1_000, 30 * 86_400_000), default: 600_000, expected: 'milliseconds 1000-2592000000', doc: 'Event time a key may stay unseen before its detector state leaves memory (restored from the store when it returns)' },
 } as const;
 

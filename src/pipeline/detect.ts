@@ -39,9 +39,10 @@
  * before a restart that lost Redis's data are gone: those keys start fresh when they return (counted
  * in `counters.stateLossEvents`; run Redis with persistence where that matters).
  */
-import type { CanonicalEvent, EventKind, Finding } from '../core/events.ts';
+import type { CanonicalEvent, EventKind, Finding, Transaction } from '../core/events.ts';
 import { findingId } from '../core/ids.ts';
-import type { DetectorInstance, FindingDraft, StateRef, StateStore, StateStoreReconnect } from '../detectors/types.ts';
+import type { DetectorInstance, FindingDraft, RiskSignal, StateRef, StateStore, StateStoreReconnect } from '../detectors/types.ts';
+import { combineRisk, type TxRisk } from './risk-score.ts';
 import { MemoryStateStore } from '../state/memory.ts';
 import {
   EVENT_TOPICS,
@@ -53,6 +54,8 @@ import {
   type Subscription,
   type TopicPartition,
   type Transport,
+  STATUS_COPY_HEADER,
+  VIEW_HEADER,
 } from '../transport/types.ts';
 
 /** Default for VIGIL_STATE_IDLE_MS: 10 minutes of event time. */
@@ -68,11 +71,17 @@ export const OFFSETS_RUN = '@offsets';
  */
 const STALE_CHECKPOINT_GAP = 1_000_000;
 
-/** The event topics detectors consume (the topics of their event kinds), in EVENT_TOPICS order. */
+/**
+ * The event topics detectors consume (the topics of their event kinds), in EVENT_TOPICS order. Never the
+ * status topic: status markers reach detectors as copies inside the data topics (ingest.ts).
+ */
 export function detectorTopics(detectors: readonly Pick<DetectorInstance, 'kinds'>[]): string[] {
-  const kinds = new Set(detectors.flatMap((d) => [...d.kinds]));
+  const kinds = new Set(detectors.flatMap((d) => [...d.kinds]).filter((k) => k !== 'status'));
   return EVENT_TOPICS.filter((t) => [...kinds].some((k) => TOPICS[k] === t));
 }
+
+/** Slots by event kind, for one topic and view (`''`: events as keyed at the source). */
+type Dispatch = Map<string, Map<EventKind, Slot[]>>;
 
 interface Slot {
   detector: DetectorInstance;
@@ -81,6 +90,8 @@ interface Slot {
   /** The last run looked up (almost always the default one), to skip a Map lookup per event. */
   lastRunId: string | undefined;
   lastRun: Map<string, Entry> | undefined;
+  /** Rules changed: states loaded from a by-reference store were made by the previous instance. */
+  migrateLoaded?: boolean;
 }
 
 interface Entry {
@@ -97,6 +108,15 @@ interface Entry {
   dirty: boolean;
   /** By-reference stores: the store holds this state object already. */
   stored: boolean;
+}
+
+/** A transaction (or a view's copy of it) whose rules' signals make its risk score. */
+interface RiskRecord {
+  ev: CanonicalEvent;
+  view: string;
+  key: string;
+  runId: string;
+  signals: RiskSignal[];
 }
 
 interface PartitionClock {
@@ -117,6 +137,16 @@ export interface DetectorRunnerOptions {
   offsetCheckpoint?: { namespace: string };
   /** Event time a key may stay unseen before it leaves memory (VIGIL_STATE_IDLE_MS). */
   idleMs?: number;
+  /**
+   * Topics to consume beyond those of the detectors given, so a later rules change (setDetectors) can
+   * add rules on them without resubscribing. Default: none.
+   */
+  topics?: readonly string[];
+  /**
+   * Where each transaction's risk score goes (combined from the signals of the rules that judged it, one
+   * record per transaction and view). Default: sent to vigil.tx.risk.
+   */
+  riskScores?: 'topic' | 'none';
   log?: (message: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -137,6 +167,8 @@ export interface DetectorCounters {
   stateLossEvents: number;
   /** Re-delivered messages skipped because the saved states contain them already (offset checkpoints). */
   skippedRedelivered: number;
+  /** Transaction risk scores sent (one per transaction and view). */
+  riskScores: number;
 }
 
 export class DetectorRunner {
@@ -152,10 +184,14 @@ export class DetectorRunner {
     recheckpoints: 0,
     stateLossEvents: 0,
     skippedRedelivered: 0,
+    riskScores: 0,
   };
   readonly store: StateStore;
-  private readonly byKind = new Map<EventKind, Slot[]>();
-  private readonly slots: Slot[] = [];
+  /** topic → view → kind → slots; rebuilt when the rules change. */
+  private dispatch = new Map<string, Dispatch>();
+  private slots: Slot[] = [];
+  /** Topics subscribed (fixed at start; a rules change can only use these). */
+  private topics: string[] = [];
   private readonly clocks = new Map<string, PartitionClock>();
   private readonly byReference: boolean;
   private readonly idleMs: number;
@@ -169,6 +205,8 @@ export class DetectorRunner {
   /** Offset checkpoints per topic partition (`topic#partition` → last offset applied), when enabled. */
   private readonly checkpoints = new Map<string, number>();
   private readonly checkpointNamespace: string | undefined;
+  private readonly extraTopics: readonly string[];
+  private readonly riskSink: 'topic' | 'none' | undefined;
 
   constructor(
     private readonly transport: Transport,
@@ -184,24 +222,94 @@ export class DetectorRunner {
     if (!(this.idleMs > 0)) throw new RangeError(`idleMs must be positive, got ${this.idleMs}`);
     this.log = opts.log ?? (() => undefined);
     this.checkpointNamespace = opts.offsetCheckpoint && !this.byReference ? opts.offsetCheckpoint.namespace || '-' : undefined;
-    for (const detector of detectors) {
-      const slot: Slot = { detector, runs: new Map(), lastRunId: undefined, lastRun: undefined };
-      this.slots.push(slot);
-      for (const kind of detector.kinds) {
-        let list = this.byKind.get(kind);
-        if (!list) this.byKind.set(kind, (list = []));
+    this.extraTopics = opts.topics ?? [];
+    this.riskSink = opts.riskScores;
+    for (const detector of detectors) this.slots.push(this.newSlot(detector));
+    this.rebuildDispatch();
+  }
+
+  private newSlot(detector: DetectorInstance): Slot {
+    this.counters.findings[detector.name] ??= 0;
+    return { detector, runs: new Map(), lastRunId: undefined, lastRun: undefined };
+  }
+
+  private rebuildDispatch(): void {
+    const dispatch = new Map<string, Dispatch>();
+    for (const slot of this.slots) {
+      const d = slot.detector;
+      const view = d.view ?? '';
+      const dataKinds = d.kinds.filter((k) => k !== 'status');
+      const add = (topic: string, kind: EventKind): void => {
+        let byView = dispatch.get(topic);
+        if (!byView) dispatch.set(topic, (byView = new Map()));
+        let byKind = byView.get(view);
+        if (!byKind) byView.set(view, (byKind = new Map()));
+        let list = byKind.get(kind);
+        if (!list) byKind.set(kind, (list = []));
         list.push(slot);
+      };
+      for (const kind of dataKinds) {
+        add(TOPICS[kind], kind);
+        // Status markers come as copies inside the data topics, in order with that topic's events.
+        if (d.kinds.includes('status')) add(TOPICS[kind], 'status');
       }
-      this.counters.findings[detector.name] ??= 0;
     }
+    this.dispatch = dispatch;
+  }
+
+  /** The detectors running now (rule instances), in rules order. */
+  detectors(): DetectorInstance[] {
+    return this.slots.map((s) => s.detector);
+  }
+
+  /**
+   * Swaps the detectors for a new set (a rules change), between two events: a rule whose id and detector
+   * stay keeps its keys, their states carried over through toJSON/fromJSON into the new instance (which
+   * rebuilds what its parameters change); new rules start empty; removed rules' states leave memory.
+   * Only topics subscribed at start are available: a rule needing another topic is refused.
+   */
+  setDetectors(detectors: readonly DetectorInstance[]): void {
+    if (this.subscription) {
+      const missing = detectorTopics(detectors).filter((t) => !this.topics.includes(t));
+      if (missing.length > 0) throw new RangeError(`the new rules need topics this worker does not consume (${missing.join(', ')}): restart it`);
+    }
+    const old = new Map(this.slots.map((s) => [s.detector.ruleId, s]));
+    const next: Slot[] = [];
+    for (const detector of detectors) {
+      const slot = old.get(detector.ruleId);
+      if (!slot || slot.detector.name !== detector.name) {
+        next.push(this.newSlot(detector));
+        continue;
+      }
+      old.delete(detector.ruleId);
+      if (slot.detector !== detector) {
+        const before = slot.detector;
+        for (const keys of slot.runs.values()) {
+          for (const e of keys.values()) {
+            if (e.state === undefined) continue; // loading: the new instance reads it from the store
+            e.state = detector.fromJSON(JSON.parse(JSON.stringify(before.toJSON(e.state))));
+            if (this.byReference) {
+              e.stored = false; // hand the new object to the store with the next batch that touches it
+            } else e.dirty = true;
+          }
+        }
+        slot.detector = detector;
+        // States evicted to a by-reference store before the swap are the old instance's objects.
+        if (this.byReference) slot.migrateLoaded = true;
+      }
+      next.push(slot);
+    }
+    this.slots = next;
+    this.rebuildDispatch();
   }
 
   async start(): Promise<void> {
-    const topics = detectorTopics(this.slots.map((s) => s.detector));
+    const topics = [...new Set([...detectorTopics(this.slots.map((s) => s.detector)), ...this.extraTopics])];
+    this.topics = EVENT_TOPICS.filter((t) => topics.includes(t));
     this.unsubscribeReconnect = this.store.onReconnect((info) => this.onStoreReconnect(info));
     const options: SubscribeOptions<CanonicalEvent> = {
       group: this.group,
-      topics,
+      topics: this.topics,
       eachBatch: (batch) => this.handle(batch),
       onRevoke: (partitions) => this.revoke(partitions),
     };
@@ -283,21 +391,33 @@ export class DetectorRunner {
     let waitingEvents: CanonicalEvent[] | undefined;
     let wm = clock.watermark;
     let handled = 0;
+    const dispatch = this.dispatch.get(batch.topic);
+    let risks: RiskRecord[] | undefined;
+    let waitingSignals: Array<RiskSignal[] | undefined> | undefined;
     for (const m of messages) {
       const ev = m.value;
-      const slots = this.byKind.get(ev.kind);
+      const headers = m.headers;
+      const view = headers?.[VIEW_HEADER] ?? '';
+      const slots = dispatch?.get(view)?.get(ev.kind);
       if (slots === undefined) continue;
       handled++;
       if (ev.ts > wm) wm = ev.ts;
-      const runId = m.headers?.run || this.runId;
+      const runId = headers?.run || this.runId;
+      let signals: RiskSignal[] | undefined;
+      if (ev.kind === 'transaction' && this.riskSink !== 'none' && headers?.[STATUS_COPY_HEADER] === undefined) {
+        const rec: RiskRecord = { ev, view: view || 'account', key: m.key, runId, signals: [] };
+        (risks ??= []).push(rec);
+        signals = rec.signals;
+      }
       for (let i = 0; i < slots.length; i++) {
         const slot = slots[i] as Slot;
         const keys = slot.lastRunId === runId && slot.lastRun !== undefined ? slot.lastRun : this.runMap(slot, runId);
-        let e = keys.get(m.key);
+        const key = slot.detector.keyOf === undefined ? m.key : slot.detector.keyOf(ev);
+        let e = keys.get(key);
         let ready = true;
         if (e === undefined) {
-          e = { slot, ref: { runId, detector: slot.detector.name, ruleId: slot.detector.ruleId, key: m.key }, state: undefined, loading: undefined, lastSeen: wm, part, dirty: false, stored: false };
-          keys.set(m.key, e);
+          e = { slot, ref: { runId, detector: slot.detector.name, ruleId: slot.detector.ruleId, key }, state: undefined, loading: undefined, lastSeen: wm, part, dirty: false, stored: false };
+          keys.set(key, e);
           (missing ??= []).push(e);
           ready = false;
         } else if (e.loading !== undefined || e.state === undefined) {
@@ -318,11 +438,15 @@ export class DetectorRunner {
           dirty.push(e);
         }
         if (ready) {
-          slot.detector.onEvent(e.state, ev, drafts);
+          slot.detector.onEvent(e.state, ev, drafts, signals);
           if (drafts.length > 0) this.emit(e, drafts, out);
         } else {
           (waitingEntries ??= []).push(e);
           (waitingEvents ??= []).push(ev);
+          if (signals !== undefined || waitingSignals !== undefined) {
+            waitingSignals ??= new Array<RiskSignal[] | undefined>(waitingEntries.length - 1).fill(undefined);
+            waitingSignals.push(signals);
+          }
         }
       }
     }
@@ -333,9 +457,17 @@ export class DetectorRunner {
       if (pending) await Promise.all(pending);
       for (let i = 0; i < waitingEntries.length; i++) {
         const e = waitingEntries[i] as Entry;
-        e.slot.detector.onEvent(e.state, waitingEvents[i] as CanonicalEvent, drafts);
+        e.slot.detector.onEvent(e.state, waitingEvents[i] as CanonicalEvent, drafts, waitingSignals?.[i]);
         if (drafts.length > 0) this.emit(e, drafts, out);
       }
+    }
+    if (risks !== undefined) {
+      const scores: OutgoingMessage<TxRisk>[] = risks.map((r) => {
+        const value = combineRisk(r.ev as Transaction, r.view, r.signals, r.runId);
+        return r.runId === this.runId ? { key: r.key, value } : { key: r.key, value, headers: { run: r.runId } };
+      });
+      this.counters.riskScores += scores.length;
+      await this.transport.send(TOPICS.txRisk, scores);
     }
 
     try {
@@ -383,7 +515,7 @@ export class DetectorRunner {
         if (v === undefined) {
           e.state = detector.newState(e.ref.key);
         } else {
-          e.state = this.byReference ? v : detector.fromJSON(v);
+          e.state = !this.byReference ? detector.fromJSON(v) : e.slot.migrateLoaded ? detector.fromJSON(JSON.parse(JSON.stringify(detector.toJSON(v)))) : v;
           e.stored = true;
           this.counters.statesLoaded++;
         }

@@ -27,6 +27,15 @@ export function withStoreFaults(store: Store, env: Record<string, string | undef
       check('insert dead letters');
       await store.insertDeadLetters(rows);
     },
+    insertTxRisk: async (rows) => {
+      check('insert transaction risk');
+      await store.insertTxRisk(rows);
+    },
+    insertRuleChanges: async (rows) => {
+      check('insert rule changes');
+      await store.insertRuleChanges(rows);
+    },
+    listRuleChanges: (o) => store.listRuleChanges(o),
     upsertRun: async (run) => {
       check('upsert run');
       await store.upsertRun(run);

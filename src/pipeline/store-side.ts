@@ -16,10 +16,11 @@
  */
 import type { AlertHub } from '../api/alert-hub.ts';
 import type { Finding } from '../core/events.ts';
-import { DeadLetterWriter, FindingWriter, RunWriter, type SpillConfig } from '../storage/finding-writer.ts';
+import { DeadLetterWriter, FindingWriter, RunWriter, TxRiskWriter, type SpillConfig } from '../storage/finding-writer.ts';
 import type { RunRecord, Store } from '../storage/types.ts';
 import { TOPICS, type Batch, type DeliveredMessage, type Subscription, type Transport } from '../transport/types.ts';
 import type { DeadLetterMessage } from './ingest.ts';
+import type { TxRisk } from './risk-score.ts';
 
 /** Run records published by `vigil replay` over Kafka; the store side upserts them. */
 export const RUNS_TOPIC = 'vigil.runs';
@@ -53,9 +54,11 @@ export class StoreSide {
   readonly findingWriter?: FindingWriter;
   readonly deadLetterWriter?: DeadLetterWriter;
   readonly runWriter?: RunWriter;
-  /** Findings and dead letters handled (not necessarily stored yet). */
+  readonly txRiskWriter?: TxRiskWriter;
+  /** Findings, dead letters and transaction risk scores handled (not necessarily stored yet). */
   findings = 0;
   deadLetters = 0;
+  txRisk = 0;
   private readonly subscriptions: Subscription[] = [];
   private readonly maxPending: number;
   private giveUp: Promise<never> | undefined;
@@ -74,6 +77,7 @@ export class StoreSide {
         void this.findingWriter.close({ timeoutMs: 0 });
         throw e;
       }
+      this.txRiskWriter = new TxRiskWriter(store, { ...batching, spill: options.spill });
       if (options.runs) this.runWriter = new RunWriter(store, { maxDelayMs: options.flushMs, log: options.log });
     }
     this.giveUp = new Promise<never>((_, reject) => (this.triggerGiveUp = reject));
@@ -86,6 +90,7 @@ export class StoreSide {
     const sameGroup = dlqGroup === undefined;
     if (this.findingWriter || hub || sameGroup) {
       const topics: string[] = [TOPICS.findings];
+      if (this.txRiskWriter) topics.push(TOPICS.txRisk);
       if (sameGroup) topics.push(TOPICS.dlq);
       if (sameGroup && this.options.runs) topics.push(RUNS_TOPIC);
       this.subscriptions.push(await transport.subscribe<unknown>({ group, topics, eachBatch: (b) => this.handle(b) }));
@@ -100,6 +105,16 @@ export class StoreSide {
     if (batch.topic === TOPICS.findings) return this.onFindings(batch.messages.map((m) => m.value as Finding));
     if (batch.topic === TOPICS.dlq) return this.onDeadLetters(batch.messages as DeliveredMessage<DeadLetterMessage>[]);
     if (batch.topic === RUNS_TOPIC) return this.onRuns(batch.messages.map((m) => m.value as RunRecord));
+    if (batch.topic === TOPICS.txRisk) return this.onTxRisk(batch.messages.map((m) => m.value as TxRisk));
+  }
+
+  private onTxRisk(rows: TxRisk[]): Promise<void> | void {
+    this.txRisk += rows.length;
+    const writer = this.txRiskWriter;
+    if (!writer) return;
+    writer.write(rows);
+    if (this.options.durable) return this.stored(writer.flush());
+    if (!writer.spills && writer.counters.pending > this.maxPending) return writer.flush();
   }
 
   private onFindings(findings: Finding[]): Promise<void> | void {
@@ -139,7 +154,7 @@ export class StoreSide {
 
   /** Resolves when every row handed to the writers so far is stored. */
   async flush(): Promise<void> {
-    await Promise.all([this.findingWriter?.flush(), this.deadLetterWriter?.flush(), this.runWriter?.flush()]);
+    await Promise.all([this.findingWriter?.flush(), this.deadLetterWriter?.flush(), this.runWriter?.flush(), this.txRiskWriter?.flush()]);
   }
 
   /**
@@ -165,7 +180,12 @@ export class StoreSide {
   async close(options: { timeoutMs?: number } = {}): Promise<{ kept: number; lost: number }> {
     if (this.closed) return { kept: 0, lost: 0 };
     this.closed = true;
-    const results = await Promise.all([this.findingWriter?.close(options), this.deadLetterWriter?.close(options), this.runWriter?.close(options)]);
+    const results = await Promise.all([
+      this.findingWriter?.close(options),
+      this.deadLetterWriter?.close(options),
+      this.runWriter?.close(options),
+      this.txRiskWriter?.close(options),
+    ]);
     return results.reduce<{ kept: number; lost: number }>((a, r) => ({ kept: a.kept + (r?.kept ?? 0), lost: a.lost + (r?.lost ?? 0) }), { kept: 0, lost: 0 });
   }
 }

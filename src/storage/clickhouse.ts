@@ -10,12 +10,17 @@
  */
 import type { ClickHouseSettings } from '@clickhouse/client';
 import type { Finding } from '../core/events.ts';
+import type { TxRisk } from '../pipeline/risk-score.ts';
 import { ERR, VigilError } from '../core/errors.ts';
 import { Db, quoteIdentifier } from './db.ts';
 import { openEngine, type Engine } from './engine.ts';
 import { buildSearch, encodeCursor } from './finding-query.ts';
 import { migrate } from './migrations.ts';
 import {
+  RULE_CHANGE_COLUMNS,
+  rowToRuleChange,
+  ruleChangeToRow,
+  txRiskToRow,
   DEAD_LETTER_COLUMNS,
   FINDING_COLUMNS,
   RUN_COLUMNS,
@@ -28,7 +33,7 @@ import {
   type FindingReadRow,
 } from './rows.ts';
 import { singleReadStatement } from './sql-guard.ts';
-import { SQL_FORMATS, type DeadLetter, type DeadLetterQuery, type FindingPage, type FindingQuery, type RunRecord, type SqlFormat, type Store } from './types.ts';
+import { SQL_FORMATS, type DeadLetter, type DeadLetterQuery, type FindingPage, type FindingQuery, type RuleChange, type RunRecord, type SqlFormat, type Store } from './types.ts';
 
 export interface OpenStoreOptions {
   dataDir: string;
@@ -77,6 +82,26 @@ class ClickHouseStore implements Store {
   async insertDeadLetters(letters: readonly DeadLetter[]): Promise<void> {
     this.assertOpen();
     await this.db.insert('dead_letters', letters.map(deadLetterToRow));
+  }
+
+  async insertTxRisk(rows: readonly TxRisk[]): Promise<void> {
+    this.assertOpen();
+    await this.db.insert('tx_risk', rows.map(txRiskToRow));
+  }
+
+  async insertRuleChanges(changes: readonly RuleChange[]): Promise<void> {
+    this.assertOpen();
+    await this.db.insert('rule_changes', changes.map(ruleChangeToRow));
+  }
+
+  async listRuleChanges(opts: { limit?: number } = {}): Promise<RuleChange[]> {
+    this.assertOpen();
+    const limit = boundedInt('limit', opts.limit ?? 100, 1000);
+    const rows = await this.db.rows<Parameters<typeof rowToRuleChange>[0]>(
+      `SELECT ${RULE_CHANGE_COLUMNS} FROM {db}.rule_changes FINAL ORDER BY at DESC, version LIMIT {limit:UInt32}`,
+      { limit },
+    );
+    return rows.map(rowToRuleChange);
   }
 
   async searchFindings(query: FindingQuery): Promise<FindingPage> {

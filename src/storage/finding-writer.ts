@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import type { Finding } from '../core/events.ts';
 import { BatchWriter, type BatchWriterOptions, type SpillOptions } from './batch-writer.ts';
+import type { TxRisk } from '../pipeline/risk-score.ts';
 import type { DeadLetter, RunRecord, Store } from './types.ts';
 
 export type { BatchWriterOptions, SpillCounters, WriterCounters } from './batch-writer.ts';
@@ -38,6 +39,14 @@ export class DeadLetterWriter extends BatchWriter<DeadLetter> {
       },
     };
     super('dead-letter writer', (rows) => store.insertDeadLetters(rows), { ...rest, spill: spillOptions });
+  }
+}
+
+export class TxRiskWriter extends BatchWriter<TxRisk> {
+  constructor(store: Pick<Store, 'insertTxRisk'>, options?: BatchWriterOptions & { spill?: SpillConfig }) {
+    const { spill, ...rest } = options ?? {};
+    const spillOptions: SpillOptions<TxRisk> | undefined = spill && { path: join(spill.dir, 'tx-risk.jsonl'), maxBuffered: spill.maxBuffered };
+    super('transaction risk writer', (rows) => store.insertTxRisk(rows), { ...rest, spill: spillOptions });
   }
 }
 

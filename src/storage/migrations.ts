@@ -79,6 +79,46 @@ export const MIGRATIONS: readonly Migration[] = [
       ORDER BY run_id`,
     ],
   },
+  {
+    version: 4,
+    name: 'rules and transaction risk',
+    statements: [
+      `ALTER TABLE {db}.findings ADD COLUMN IF NOT EXISTS rules_version LowCardinality(String) DEFAULT '' COMMENT 'rules file version the finding was produced under'`,
+      // One row per transaction and view (the transaction as sent, and copies judged by rules keyed by the
+      // counterparty or merchant); tx_scores combines them: noisy-OR of every rule's signal.
+      `CREATE TABLE IF NOT EXISTS {db}.tx_risk (
+        run_id LowCardinality(String),
+        tx_id String,
+        source LowCardinality(String),
+        account String,
+        ts DateTime64(3, 'UTC'),
+        view LowCardinality(String),
+        score Float64,
+        reasons String COMMENT 'JSON array of {ruleId, detector, score, reason}, strongest first',
+        inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+      )
+      ENGINE = ReplacingMergeTree(inserted_at)
+      PARTITION BY toYYYYMM(ts)
+      ORDER BY (run_id, source, tx_id, view)`,
+      `CREATE VIEW IF NOT EXISTS {db}.tx_scores AS
+        SELECT run_id, source, tx_id, any(account) AS account, min(ts) AS ts,
+               round(1 - exp(sum(log(greatest(1 - score, 1e-12)))), 6) AS score,
+               groupArray(view) AS views, groupArray(reasons) AS reasons
+        FROM {db}.tx_risk FINAL
+        GROUP BY run_id, source, tx_id`,
+      `CREATE TABLE IF NOT EXISTS {db}.rule_changes (
+        at DateTime64(3, 'UTC'),
+        version String,
+        previous_version String,
+        actor String COMMENT 'start, file, api:<who>',
+        origin String COMMENT 'the file or request the rules came from',
+        diff String COMMENT 'JSON array of {path, op, before, after}',
+        rules String COMMENT 'the whole rules file after the change, JSON'
+      )
+      ENGINE = ReplacingMergeTree
+      ORDER BY (version, previous_version, at)`,
+    ],
+  },
 ];
 
 export interface MigrationResult {

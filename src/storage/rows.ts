@@ -5,7 +5,8 @@
  * Dead-letter bytes are stored base64-encoded: JSON input cannot carry arbitrary bytes losslessly.
  */
 import { severityRank, type Evidence, type Finding, type Severity } from '../core/events.ts';
-import type { DeadLetter, RunRecord, RunStatus } from './types.ts';
+import type { TxRisk } from '../pipeline/risk-score.ts';
+import type { DeadLetter, RuleChange, RunRecord, RunStatus } from './types.ts';
 
 export interface FindingRow {
   id: string;
@@ -24,13 +25,14 @@ export interface FindingRow {
   window_end: number;
   summary: string;
   evidence: string;
+  rules_version: string;
 }
 
 /** Column list for reads, with times as epoch ms (aliases differ from column names on purpose:
  * ClickHouse resolves aliases in WHERE, and `ts` must keep meaning the column there). */
 export const FINDING_COLUMNS = `id, run_id, detector, rule_id, severity, score, venue, symbol, account, key,
   toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(window_start) AS window_start_ms,
-  toUnixTimestamp64Milli(window_end) AS window_end_ms, summary, evidence`;
+  toUnixTimestamp64Milli(window_end) AS window_end_ms, summary, evidence, rules_version`;
 
 export interface FindingReadRow {
   id: string;
@@ -48,6 +50,7 @@ export interface FindingReadRow {
   window_end_ms: number | string;
   summary: string;
   evidence: string;
+  rules_version: string;
 }
 
 export function findingToRow(f: Finding): FindingRow {
@@ -68,6 +71,7 @@ export function findingToRow(f: Finding): FindingRow {
     window_end: ms(f.windowEnd),
     summary: f.summary,
     evidence: JSON.stringify(f.evidence),
+    rules_version: f.rulesVersion ?? '',
   };
 }
 
@@ -88,6 +92,29 @@ export function rowToFinding(r: FindingReadRow): Finding {
     windowEnd: Number(r.window_end_ms),
     summary: r.summary,
     evidence: JSON.parse(r.evidence) as Evidence,
+    ...(r.rules_version ? { rulesVersion: r.rules_version } : {}),
+  };
+}
+
+export function txRiskToRow(r: TxRisk): Record<string, unknown> {
+  return { run_id: r.runId, tx_id: r.txId, source: r.source, account: r.account, ts: ms(r.ts), view: r.view, score: r.score, reasons: JSON.stringify(r.reasons) };
+}
+
+export function ruleChangeToRow(c: RuleChange): Record<string, unknown> {
+  return { at: ms(c.at), version: c.version, previous_version: c.previousVersion ?? '', actor: c.actor, origin: c.origin, diff: JSON.stringify(c.diff), rules: JSON.stringify(c.rules) };
+}
+
+export const RULE_CHANGE_COLUMNS = 'toUnixTimestamp64Milli(at) AS at_ms, version, previous_version, actor, origin, diff, rules';
+
+export function rowToRuleChange(r: { at_ms: number | string; version: string; previous_version: string; actor: string; origin: string; diff: string; rules: string }): RuleChange {
+  return {
+    at: Number(r.at_ms),
+    version: r.version,
+    ...(r.previous_version ? { previousVersion: r.previous_version } : {}),
+    actor: r.actor,
+    origin: r.origin,
+    diff: JSON.parse(r.diff) as RuleChange['diff'],
+    rules: JSON.parse(r.rules) as unknown,
   };
 }
 

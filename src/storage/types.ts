@@ -3,6 +3,20 @@
  * ClickHouse server answers.
  */
 import type { Finding, Severity } from '../core/events.ts';
+import type { RuleDiffEntry } from '../detectors/rules.ts';
+import type { TxRisk } from '../pipeline/risk-score.ts';
+
+/** One change of the rules in force (at start, from the file, through the API). */
+export interface RuleChange {
+  at: number;
+  version: string;
+  previousVersion?: string;
+  actor: string;
+  origin: string;
+  diff: RuleDiffEntry[];
+  /** The rules file after the change (validated, defaults applied). */
+  rules: unknown;
+}
 
 export interface FindingQuery {
   detector?: string[];
@@ -47,6 +61,10 @@ export interface Store {
   readonly kind: 'embedded' | 'server';
   insertFindings(findings: readonly Finding[]): Promise<void>;
   insertDeadLetters(letters: readonly DeadLetter[]): Promise<void>;
+  insertTxRisk(rows: readonly TxRisk[]): Promise<void>;
+  insertRuleChanges(changes: readonly RuleChange[]): Promise<void>;
+  /** Newest first; limit 1..1000, default 100. */
+  listRuleChanges(opts?: { limit?: number }): Promise<RuleChange[]>;
   searchFindings(query: FindingQuery): Promise<FindingPage>;
   /** A finding by id; with several runs holding it, the given run's, else the most recently written. */
   getFinding(id: string, runId?: string): Promise<Finding | undefined>;

@@ -93,6 +93,8 @@ export const TOPICS = {
   metric: 'vigil.metrics',
   status: 'vigil.md.status',
   findings: 'vigil.findings',
+  /** One risk score per transaction (and view), from the signals of the rules that judged it. */
+  txRisk: 'vigil.tx.risk',
   dlq: 'vigil.dlq',
 } as const;
 
