@@ -10,7 +10,9 @@ import { installErrorHandling } from './errors.ts';
 import { alertRoutes, type AlertRouteOptions } from './routes/alerts.ts';
 import { findingRoutes } from './routes/findings.ts';
 import { healthRoutes } from './routes/health.ts';
+import { rulesRoutes } from './routes/rules.ts';
 import { sqlRoutes } from './routes/sql.ts';
+import type { RulesController } from '../detectors/rules-watch.ts';
 
 export interface ApiDeps {
   store: Store;
@@ -21,6 +23,8 @@ export interface ApiDeps {
   /** Default 1 MiB. */
   bodyLimit?: number;
   alerts?: AlertRouteOptions;
+  /** The rules in force (GET/PUT /api/rules); absent: those routes answer 404. */
+  rules?: RulesController;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
@@ -31,5 +35,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   findingRoutes(app, deps.store);
   alertRoutes(app, deps.hub, deps.alerts);
   sqlRoutes(app, deps.store, deps.sqlToken);
+  rulesRoutes(app, deps.store, deps.rules);
   return app;
 }

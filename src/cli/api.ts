@@ -3,7 +3,7 @@ import { AlertHub } from '../api/alert-hub.ts';
 import { buildApi } from '../api/server.ts';
 import { loadConfig } from '../core/config.ts';
 import { withStoreFaults } from '../pipeline/fault-store.ts';
-import { exitWhenDone, GROUPS, requireKafka, shutdownSignal, startApiSide, transportFor, untilAborted, watchTransport, type ApiSide, type RoleLog } from '../pipeline/roles.ts';
+import { GROUPS, recordRuleChanges, requireKafka, rulesController, shutdownSignal, startApiSide, transportFor, untilAborted, watchTransport, type ApiSide, type RoleLog } from '../pipeline/roles.ts';
 import { parse } from './args.ts';
 import { newToken, removeServiceNote, writeServiceNote } from './service-file.ts';
 import { openConfiguredStore } from './store.ts';
@@ -25,10 +25,14 @@ export async function apiCommand(argv: string[]): Promise<number> {
   }
   const config = loadConfig(process.env, { PORT: values.port, HOST: values.host });
   requireKafka(config, 'api');
+  // The API role serves and records the rules (the detect workers watch the same file and apply them).
+  const rules = rulesController(config, { info: (m) => console.error(m), warn: (m) => console.error(m), error: (m) => console.error(m) });
   const store = withStoreFaults(await openConfiguredStore(config));
+  recordRuleChanges(rules, store, (m) => console.error(m));
+  await rules.announce();
   const hub = new AlertHub();
   const token = newToken();
-  const app = await buildApi({ store, hub, sqlToken: token, logger: { level: config.VIGIL_LOG_LEVEL } });
+  const app = await buildApi({ store, hub, sqlToken: token, rules, logger: { level: config.VIGIL_LOG_LEVEL } });
   const log = app.log as unknown as { info(o: object | string, m?: string): void; warn(o: object | string, m?: string): void; error(o: object | string, m?: string): void };
   const roleLog: RoleLog = {
     info: (m, extra) => log.info(extra ?? {}, m),
@@ -61,6 +65,7 @@ export async function apiCommand(argv: string[]): Promise<number> {
     failure ??= e;
   } finally {
     shutdown.dispose();
+    rules.close();
     if (side) {
       const { kept, lost } = await side.stop();
       const w = side.storeSide.findingWriter?.counters;
@@ -71,7 +76,6 @@ export async function apiCommand(argv: string[]): Promise<number> {
     await app.close();
     await store.close();
     if (store.kind === 'embedded') removeServiceNote(config.VIGIL_DATA_DIR);
-    exitWhenDone();
   }
   if (failure) {
     // A start-up error is the caller's to report (exit code by kind); a transport failure is logged already.

@@ -1,7 +1,6 @@
 import { loadConfig } from '../core/config.ts';
-import { buildDetectors } from '../detectors/configure.ts';
 import { RedisStateStore } from '../state/redis.ts';
-import { exitWhenDone, GROUPS, requireKafka, roleLog, shutdownSignal, startDetectSide, startHealthServer, transportFor, untilAborted, watchTransport } from '../pipeline/roles.ts';
+import { GROUPS, requireKafka, roleLog, rulesController, shutdownSignal, startDetectSide, startHealthServer, transportFor, untilAborted, watchTransport } from '../pipeline/roles.ts';
 import { parse } from './args.ts';
 
 export const DETECT_USAGE = `usage: vigil detect
@@ -22,13 +21,13 @@ export async function detectCommand(argv: string[]): Promise<number> {
   }
   const config = loadConfig();
   requireKafka(config, 'detect');
-  buildDetectors(config); // bad detector parameters fail before anything is opened
   const log = roleLog('detect', config.VIGIL_LOG_LEVEL);
+  const rules = rulesController(config, log); // bad rules fail before anything is opened
   const shutdown = shutdownSignal((sig) => log.info(`${sig}: finishing the batch in hand, committing, leaving the group`));
   const transport = transportFor(config);
   let failure: unknown;
   try {
-    const side = await startDetectSide(config, transport, log);
+    const side = await startDetectSide(config, transport, log, rules);
     const unwatch = watchTransport(transport, (e) => {
       failure = e;
       log.error('the transport failed for good (a batch kept failing); stopping', { error: (e as Error)?.message ?? String(e) });
@@ -49,8 +48,8 @@ export async function detectCommand(argv: string[]): Promise<number> {
     log.info('stopped', { events: c.events, findings: c.findings, statesLoaded: c.statesLoaded, skippedRedelivered: c.skippedRedelivered });
   } finally {
     shutdown.dispose();
+    rules.close();
     await transport.close();
-    exitWhenDone();
   }
   return failure ? 1 : 0;
 }

@@ -3,12 +3,13 @@ import type { AddressInfo } from 'node:net';
 import { AlertHub } from '../api/alert-hub.ts';
 import { buildApi } from '../api/server.ts';
 import { loadConfig, type Config } from '../core/config.ts';
-import { buildDetectors } from '../detectors/configure.ts';
+import type { RulesController } from '../detectors/rules-watch.ts';
+import type { DetectorInstance } from '../detectors/types.ts';
 import { getAdapter } from '../feeds/registry.ts';
 import { withStoreFaults } from '../pipeline/fault-store.ts';
 import { Ingestor } from '../pipeline/ingest.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
-import { exitWhenDone, runFeeds, spillConfig, startApiSide, startDetectSide, transportFor, watchTransport, type RoleLog } from '../pipeline/roles.ts';
+import { recordRuleChanges, rulesController, runFeeds, spillConfig, startApiSide, startDetectSide, transportFor, watchTransport, type RoleLog } from '../pipeline/roles.ts';
 import { replayFiles } from '../replay/replay.ts';
 import type { Transport } from '../transport/types.ts';
 import type { Store } from '../storage/types.ts';
@@ -47,16 +48,18 @@ export async function runCommand(argv: string[]): Promise<number> {
     VIGIL_FEEDS: values.feed?.join(';'),
     VIGIL_DEMO: values['no-demo'] ? 'false' : undefined,
   });
-  buildDetectors(config); // fail on bad detector parameters before opening anything
+  const rules = rulesController(config, { info: (m) => console.error(m), warn: (m) => console.error(m), error: (m) => console.error(m) }); // bad rules fail before anything opens
   for (const f of config.feeds) {
     const adapter = getAdapter(f.venue);
     if (!adapter.connect) throw new UsageError(`--feed ${f.venue}: this venue has no live connection`);
   }
 
   const store = withStoreFaults(await openConfiguredStore(config));
+  recordRuleChanges(rules, store, (m) => console.error(m));
+  await rules.announce();
   const hub = new AlertHub();
   const token = newToken();
-  const app = await buildApi({ store, hub, sqlToken: token, logger: { level: config.VIGIL_LOG_LEVEL } });
+  const app = await buildApi({ store, hub, sqlToken: token, rules, logger: { level: config.VIGIL_LOG_LEVEL } });
   const log = app.log as Log;
   const abort = new AbortController();
   const stop = (sig: string) => {
@@ -81,9 +84,9 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   const kafka = config.KAFKA_BROKERS ? transportFor(config) : undefined;
   let sources: Promise<void>;
-  if (kafka) sources = runOnKafka(config, kafka, store, hub, abort.signal, log);
-  else if (config.feeds.length > 0) sources = runLive(config, store, hub, abort.signal, log);
-  else if (config.VIGIL_DEMO) sources = runDemo(config, store, hub, abort.signal, log);
+  if (kafka) sources = runOnKafka(config, kafka, store, hub, abort.signal, log, rules);
+  else if (config.feeds.length > 0) sources = runLive(config, store, hub, abort.signal, log, rules);
+  else if (config.VIGIL_DEMO) sources = runDemo(config, store, hub, abort.signal, log, rules);
   else {
     log.warn('no live feed configured and the demo is off: serving the API over stored findings only');
     sources = new Promise((resolve) => abort.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -98,8 +101,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   if (kafka) {
     await kafka.close();
-    exitWhenDone();
   }
+  rules.close();
   hub.closeAll();
   await app.close();
   await store.close();
@@ -107,11 +110,32 @@ export async function runCommand(argv: string[]): Promise<number> {
   return code;
 }
 
-function pipelineFor(config: Config, store: Store, hub: AlertHub, runId: string, batchSize?: number, state: { redisUrl?: string; stateIdleMs?: number } = {}): Pipeline {
+/** A pipeline running the rules in force, and following their changes until it closes. */
+async function startPipeline(
+  config: Config,
+  store: Store,
+  hub: AlertHub,
+  rules: RulesController,
+  batchSize?: number,
+  state: { redisUrl?: string; stateIdleMs?: number } = {},
+): Promise<{ pipeline: Pipeline; close: () => Promise<void> }> {
+  const pipeline = pipelineFor(config, store, hub, 'live', rules.current.instances, batchSize, state);
+  await pipeline.start();
+  const off = rules.onChange((_change, set) => pipeline.detectors.setDetectors(set.instances));
+  return {
+    pipeline,
+    close: async () => {
+      off();
+      await pipeline.close();
+    },
+  };
+}
+
+function pipelineFor(config: Config, store: Store, hub: AlertHub, runId: string, detectors: readonly DetectorInstance[], batchSize?: number, state: { redisUrl?: string; stateIdleMs?: number } = {}): Pipeline {
   return new Pipeline({
     ...state,
     runId,
-    detectors: buildDetectors(config),
+    detectors,
     store,
     hub,
     flushRows: config.VIGIL_FLUSH_ROWS,
@@ -125,25 +149,25 @@ function pipelineFor(config: Config, store: Store, hub: AlertHub, runId: string,
 }
 
 /** The demo: the bundled sample at real-time pace, rebased to now, with fresh detector state each loop. */
-async function runDemo(config: Config, store: Store, hub: AlertHub, signal: AbortSignal, log: Log): Promise<void> {
+async function runDemo(config: Config, store: Store, hub: AlertHub, signal: AbortSignal, log: Log, rules: RulesController): Promise<void> {
   const file = config.VIGIL_DEMO_FILE;
   if (!existsSync(file)) throw new UsageError(`VIGIL_DEMO_FILE: ${file} does not exist (run from the checkout, or set VIGIL_DEMO_FILE)`);
   log.info(`no live feed configured: replaying ${file} at real-time pace in a loop (run id "live")`);
   for (let loop = 1; !signal.aborted; loop++) {
     // Fresh state per loop: the sample's last price must not read as a jump against its first.
-    const pipeline = await pipelineFor(config, store, hub, 'live', 64).start();
+    const { pipeline, close } = await startPipeline(config, store, hub, rules, 64);
     try {
       const s = await replayFiles(pipeline, { files: [file], speed: { mode: 'paced', factor: 1 }, rebaseToNow: true, signal });
       log.info({ loop, events: s.totalEvents, findings: s.findings }, `demo loop ${loop} done`);
     } finally {
-      await pipeline.close();
+      await close();
     }
   }
 }
 
-async function runLive(config: Config, store: Store, hub: AlertHub, signal: AbortSignal, log: Log): Promise<void> {
+async function runLive(config: Config, store: Store, hub: AlertHub, signal: AbortSignal, log: Log, rules: RulesController): Promise<void> {
   // Live detector state goes to Redis when configured (the demo keeps its fresh in-memory state per loop).
-  const pipeline = await pipelineFor(config, store, hub, 'live', 1, { redisUrl: config.REDIS_URL, stateIdleMs: config.VIGIL_STATE_IDLE_MS }).start();
+  const { pipeline, close } = await startPipeline(config, store, hub, rules, 1, { redisUrl: config.REDIS_URL, stateIdleMs: config.VIGIL_STATE_IDLE_MS });
   // One connection per venue, carrying all its symbols.
   const byVenue = new Map<string, string[]>();
   for (const f of config.feeds) byVenue.set(f.venue, [...(byVenue.get(f.venue) ?? []), ...f.symbols]);
@@ -159,7 +183,7 @@ async function runLive(config: Config, store: Store, hub: AlertHub, signal: Abor
       }),
     );
   } finally {
-    await pipeline.close();
+    await close();
   }
 }
 
@@ -167,7 +191,7 @@ async function runLive(config: Config, store: Store, hub: AlertHub, signal: Abor
  * Everything in one process over Kafka: the API role's store side and alerts, a detect worker and the
  * sources (live feeds, or the demo loop as run "live"), in the same groups as the separate roles.
  */
-async function runOnKafka(config: Config, transport: Transport, store: Store, hub: AlertHub, signal: AbortSignal, log: Log): Promise<void> {
+async function runOnKafka(config: Config, transport: Transport, store: Store, hub: AlertHub, signal: AbortSignal, log: Log, rules: RulesController): Promise<void> {
   const roleLog: RoleLog = {
     info: (m, extra) => log.info(extra ?? {}, m),
     warn: (m, extra) => log.warn(extra ?? {}, m),
@@ -176,7 +200,7 @@ async function runOnKafka(config: Config, transport: Transport, store: Store, hu
   const api = await startApiSide(config, transport, store, hub, roleLog);
   let detect;
   try {
-    detect = await startDetectSide(config, transport, roleLog);
+    detect = await startDetectSide(config, transport, roleLog, rules);
   } catch (e) {
     await api.stop();
     throw e;

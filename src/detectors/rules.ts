@@ -184,6 +184,21 @@ export function withDetectorOverrides(file: RulesFile, overrides: Record<string,
 
 // ---------------------------------------------------------------- diffs
 
+/** One change of the rules in force (at start, from the file, through the API). */
+export interface RuleChange {
+  /** Wall time of the change. */
+  at: number;
+  version: string;
+  previousVersion?: string;
+  /** `start`, `file` (edited on disk), `api` or `api:<who>`. */
+  actor: string;
+  /** The file (or request) the rules came from. */
+  origin: string;
+  diff: RuleDiffEntry[];
+  /** The rules file after the change (validated, defaults applied). */
+  rules: unknown;
+}
+
 export interface RuleDiffEntry {
   /** `rules.<id>` or `rules.<id>.params.zThreshold`, `description`. */
   path: string;

@@ -43,6 +43,7 @@ import type { CanonicalEvent, EventKind, Finding, Transaction } from '../core/ev
 import { findingId } from '../core/ids.ts';
 import type { DetectorInstance, FindingDraft, RiskSignal, StateRef, StateStore, StateStoreReconnect } from '../detectors/types.ts';
 import { combineRisk, type TxRisk } from './risk-score.ts';
+import { detectorSpecs } from '../detectors/registry.ts';
 import { MemoryStateStore } from '../state/memory.ts';
 import {
   EVENT_TOPICS,
@@ -78,6 +79,11 @@ const STALE_CHECKPOINT_GAP = 1_000_000;
 export function detectorTopics(detectors: readonly Pick<DetectorInstance, 'kinds'>[]): string[] {
   const kinds = new Set(detectors.flatMap((d) => [...d.kinds]).filter((k) => k !== 'status'));
   return EVENT_TOPICS.filter((t) => [...kinds].some((k) => TOPICS[k] === t));
+}
+
+/** The topics of every registered detector (what a worker consumes so any rule can be added later). */
+export function allDetectorTopics(): string[] {
+  return detectorTopics(Object.values(detectorSpecs));
 }
 
 /** Slots by event kind, for one topic and view (`''`: events as keyed at the source). */

@@ -12,7 +12,7 @@ import type { Store } from '../storage/types.ts';
 import { RedisStateStore } from '../state/redis.ts';
 import { MemoryTransport } from '../transport/memory.ts';
 import type { Transport } from '../transport/types.ts';
-import { DetectorRunner } from './detect.ts';
+import { DetectorRunner, allDetectorTopics } from './detect.ts';
 import { Ingestor, type IngestOptions } from './ingest.ts';
 import { StoreSide } from './store-side.ts';
 
@@ -59,6 +59,8 @@ export class Pipeline {
     this.detectors = new DetectorRunner(this.transport, options.detectors, options.runId, {
       store: options.stateStore ?? this.ownedStateStore,
       idleMs: options.stateIdleMs,
+      // Every detector's topics, so a rules change can add a rule on any of them.
+      topics: allDetectorTopics(),
     });
     this.storeSide = new StoreSide({
       transport: this.transport,

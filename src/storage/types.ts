@@ -3,20 +3,10 @@
  * ClickHouse server answers.
  */
 import type { Finding, Severity } from '../core/events.ts';
-import type { RuleDiffEntry } from '../detectors/rules.ts';
+import type { RuleChange } from '../detectors/rules.ts';
 import type { TxRisk } from '../pipeline/risk-score.ts';
 
-/** One change of the rules in force (at start, from the file, through the API). */
-export interface RuleChange {
-  at: number;
-  version: string;
-  previousVersion?: string;
-  actor: string;
-  origin: string;
-  diff: RuleDiffEntry[];
-  /** The rules file after the change (validated, defaults applied). */
-  rules: unknown;
-}
+export type { RuleChange };
 
 export interface FindingQuery {
   detector?: string[];

@@ -1,0 +1,67 @@
+/**
+ * The rules in force and their history:
+ *   GET  /api/rules            the rules file in force (validated, defaults applied), its version, path,
+ *                              and the last reload error if the file on disk is invalid
+ *   PUT  /api/rules            replaces the rules (JSON body: the rules file, or YAML text with
+ *                              content-type application/yaml): validated, written to the rules file,
+ *                              applied without a restart; 400 VIGIL_ERR_RULES_INVALID names the problem
+ *   POST /api/rules/reload     reads the rules file again (after an edit, when file watching is off)
+ *   GET  /api/rules/changes    the recorded changes, newest first (?limit=1..1000)
+ * Without a rules controller (a process that runs no rules) the routes answer 404.
+ */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { ERR, VigilError } from '../../core/errors.ts';
+import { parseRulesText } from '../../detectors/rules.ts';
+import type { RulesController } from '../../detectors/rules-watch.ts';
+import type { Store } from '../../storage/types.ts';
+
+const limitSchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }).strict();
+
+export function rulesRoutes(app: FastifyInstance, store: Store, rules: RulesController | undefined): void {
+  const controller = (): RulesController => {
+    if (!rules) throw new VigilError(ERR.NOT_FOUND, 'this process runs no rules', 404);
+    return rules;
+  };
+  // YAML bodies arrive as text; the rules parser reads them (JSON bodies are parsed by fastify).
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseRulesText(body as string, 'request'));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+
+  app.get('/api/rules', async () => {
+    const c = controller();
+    const set = c.current;
+    return {
+      version: set.version,
+      path: c.path,
+      loadedAt: new Date(c.loadedAt).toISOString(),
+      rules: set.file,
+      active: set.instances.map((r) => ({ id: r.ruleId, detector: r.name })),
+      ...(c.lastError ? { lastError: { at: new Date(c.lastError.at).toISOString(), message: c.lastError.message } } : {}),
+    };
+  });
+
+  app.put('/api/rules', async (req) => {
+    const c = controller();
+    if (req.body === undefined || req.body === null || typeof req.body !== 'object') {
+      throw new VigilError(ERR.RULES_INVALID, 'expected the rules file as a JSON object (or YAML with content-type application/yaml)', 400);
+    }
+    const { set, change } = await c.replace(req.body, 'api');
+    return { version: set.version, changed: change !== undefined, diff: change?.diff ?? [] };
+  });
+
+  app.post('/api/rules/reload', async () => {
+    const change = await controller().reload('api');
+    return { version: controller().current.version, changed: change !== undefined, diff: change?.diff ?? [] };
+  });
+
+  app.get('/api/rules/changes', async (req) => {
+    const parsed = limitSchema.safeParse(req.query);
+    if (!parsed.success) throw new VigilError(ERR.BAD_REQUEST, `invalid query: ${parsed.error.issues[0]?.path.join('.') || 'query'}: expected limit 1-1000`, 400);
+    return { items: await store.listRuleChanges({ limit: parsed.data.limit }) };
+  });
+}
