@@ -275,7 +275,7 @@ describe('hot reload mid-stream', () => {
     const lowered = await runWithReload(14, Math.floor(weakest) - 1);
     const after = lowered.findings.filter((f) => f.ts >= cut);
     expect(after.length).toBeGreaterThanOrEqual(later.length);
-    for (const f of later) expect(after.map((a) => a.trigger ?? a.evidence.triggers[0])).toContain(f.evidence.triggers[0]);
+    for (const f of later) expect(after.map((a) => a.evidence.triggers[0])).toContain(f.evidence.triggers[0]);
     expect(new Set(after.map((f) => f.rulesVersion)).size).toBe(1);
     expect(after[0]!.rulesVersion).not.toBe(base.versions[0]);
     expect(lowered.findings.filter((f) => f.ts < cut).every((f) => f.rulesVersion === base.versions[0])).toBe(true);

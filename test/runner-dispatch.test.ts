@@ -16,9 +16,9 @@ import { TOPICS } from '../src/transport/types.ts';
 const T0 = Date.UTC(2024, 7, 8, 12, 0, 0);
 
 /** Records, per state key, what it saw (kind:ref), and optionally pushes a signal per transaction. */
-function recorder(name: string, kinds: EventKind[], extra: Partial<DetectorInstance> & { signal?: (tx: Transaction) => number } = {}): DetectorInstance<{ key: string; seen: string[] }> & { log: Map<string, string[]> } {
+function recorder(name: string, kinds: EventKind[], extra: Pick<Partial<DetectorInstance>, 'view' | 'keyOf'> & { signal?: (tx: Transaction) => number } = {}): DetectorInstance<{ key: string; seen: string[] }> & { log: Map<string, string[]> } {
   const log = new Map<string, string[]>();
-  const { signal, ...rest } = extra;
+  const { signal, ...rest } = extra as Partial<DetectorInstance<{ key: string; seen: string[] }>> & { signal?: (tx: Transaction) => number };
   return {
     name,
     ruleId: `${name}.r`,

@@ -1,10 +1,20 @@
 /** The one table of detectors, and construction with validated parameters. */
 import { ERR, VigilError } from '../core/errors.ts';
+import { crossVenueDivergenceSpec } from './cross-venue-divergence.ts';
+import { crossedBookSpec } from './crossed-book.ts';
+import { feedGapSpec } from './feed-gap.ts';
 import { priceJumpSpec } from './price-jump.ts';
+import { spreadBlowoutSpec } from './spread-blowout.ts';
 import type { DetectorInstance, DetectorSpec } from './types.ts';
 
+/** Every detector, by public name; the order is the order of the docs and the shipped rules. */
 export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
+  // market data
   price_jump: priceJumpSpec,
+  spread_blowout: spreadBlowoutSpec,
+  feed_gap: feedGapSpec,
+  crossed_book: crossedBookSpec,
+  cross_venue_divergence: crossVenueDivergenceSpec,
 };
 
 export function detectorNames(): string[] {
