@@ -2,7 +2,12 @@
 import { ERR, VigilError } from '../core/errors.ts';
 import { crossVenueDivergenceSpec } from './cross-venue-divergence.ts';
 import { crossedBookSpec } from './crossed-book.ts';
+import { fanInSpec } from './fan-in.ts';
+import { fanOutSpec } from './fan-out.ts';
 import { feedGapSpec } from './feed-gap.ts';
+import { newCounterpartyLargeAmountSpec } from './new-counterparty-large-amount.ts';
+import { rapidMovementSpec } from './rapid-movement.ts';
+import { terminalRiskSpec } from './terminal-risk.ts';
 import { priceJumpSpec } from './price-jump.ts';
 import { spreadBlowoutSpec } from './spread-blowout.ts';
 import type { DetectorInstance, DetectorSpec } from './types.ts';
@@ -15,6 +20,12 @@ export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
   feed_gap: feedGapSpec,
   crossed_book: crossedBookSpec,
   cross_venue_divergence: crossVenueDivergenceSpec,
+  // transactions
+  rapid_movement: rapidMovementSpec,
+  fan_out: fanOutSpec,
+  fan_in: fanInSpec,
+  new_counterparty_large_amount: newCounterpartyLargeAmountSpec,
+  terminal_risk: terminalRiskSpec,
 };
 
 export function detectorNames(): string[] {
