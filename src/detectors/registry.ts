@@ -4,7 +4,11 @@ import { crossVenueDivergenceSpec } from './cross-venue-divergence.ts';
 import { crossedBookSpec } from './crossed-book.ts';
 import { fanInSpec } from './fan-in.ts';
 import { fanOutSpec } from './fan-out.ts';
+import { disorderlyTradingSpec } from './disorderly-trading.ts';
 import { feedGapSpec } from './feed-gap.ts';
+import { pumpAndDumpSpec } from './pump-and-dump.ts';
+import { quoteStuffingSpec } from './quote-stuffing.ts';
+import { washTradePublicSpec } from './wash-trade-public.ts';
 import { newCounterpartyLargeAmountSpec } from './new-counterparty-large-amount.ts';
 import { rapidMovementSpec } from './rapid-movement.ts';
 import { terminalRiskSpec } from './terminal-risk.ts';
@@ -20,6 +24,10 @@ export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
   feed_gap: feedGapSpec,
   crossed_book: crossedBookSpec,
   cross_venue_divergence: crossVenueDivergenceSpec,
+  quote_stuffing: quoteStuffingSpec,
+  pump_and_dump: pumpAndDumpSpec,
+  disorderly_trading: disorderlyTradingSpec,
+  wash_trade_public: washTradePublicSpec,
   // transactions
   rapid_movement: rapidMovementSpec,
   fan_out: fanOutSpec,

@@ -1,0 +1,378 @@
+/**
+ * `disorderly_trading`: a sharp spike that reverts within seconds to a minute — a fat finger, a sweep of a
+ * thin book, a print far off the market — judged as a completed shape, not as a move (price_jump fires on
+ * the move; this fires when the price has come back).
+ *
+ * Per venue:symbol, the baseline is price_jump's: log returns between consecutive event-time intervals
+ * (intervalMs) that had trades, over the last windowMs (at most maxSamples), median and MAD in a
+ * SortedWindow. Each trade, while no spike is under way, is checked like price_jump:
+ *   r = ln(price / previous interval's close),  z = (r − median) / max(1.4826·MAD, minScaleBps/1e4),
+ *   |z| ≥ zThreshold, |r| ≥ minMoveBps/1e4, same sign  →  a spike starts, with the previous close as its
+ *   reference and the baseline (median, scale) frozen.
+ * While the spike runs, a trade further out in its direction becomes the extreme; a trade that brings the
+ * price back by at least reversalFraction of the move (ln(extreme/price) / ln(extreme/reference), so a
+ * trade through the reference counts ≥ 1) within reversalMs of the spike's first trade completes the shape:
+ * finding on that trade. Past reversalMs without it, the spike is dropped (a lasting move, not disorder).
+ * Work per trade: O(1), plus O(log n + maxSamples memmove) once per interval close.
+ */
+import { z } from 'zod';
+import { eventRef, type CanonicalEvent, type Severity, type Trade } from '../core/events.ts';
+import { TimeWindow } from '../stats/event-window.ts';
+import { SortedWindow } from '../stats/sorted-window.ts';
+import { formatDuration, formatFixed, formatIntervalAdjective, formatPercent, priceDecimals, round } from './format.ts';
+import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
+
+/** Scales MAD to a standard deviation for normally distributed data. */
+const MAD_TO_SIGMA = 1.4826;
+
+export const disorderlyTradingParams = z
+  .strictObject({
+    /** Returns are sampled between consecutive event-time intervals of this length that had trades. */
+    intervalMs: z.number().int().positive().default(1000),
+    /** Baseline window of past interval returns, event time. */
+    windowMs: z.number().int().positive().default(300_000),
+    /** Bound on baseline samples (memory per key). */
+    maxSamples: z.number().int().min(2).max(1_000_000).default(600),
+    /** No evaluation before the baseline holds this many returns. */
+    minSamples: z.number().int().min(1).default(20),
+    /** Robust z-score of the spike's move (from the previous interval's close) that starts a spike. */
+    zThreshold: z.number().finite().positive().default(6),
+    /** The spike's move must also be at least this large (basis points of log return). */
+    minMoveBps: z.number().finite().nonnegative().default(10),
+    /** Floor under the robust scale 1.4826·MAD, in bps. */
+    minScaleBps: z.number().finite().positive().default(0.5),
+    /** The price must come back by at least this fraction of the reference-to-extreme move. */
+    reversalFraction: z.number().finite().gt(0).max(1).default(0.75),
+    /** …within this time of the spike's first trade. */
+    reversalMs: z.number().int().positive().default(60_000),
+    /** At most one finding per key within this time. */
+    cooldownMs: z.number().int().nonnegative().default(60_000),
+  })
+  .superRefine((p, ctx) => {
+    if (p.minSamples > p.maxSamples) ctx.addIssue({ code: 'custom', path: ['minSamples'], message: `must be <= maxSamples (${p.maxSamples})` });
+    if (p.windowMs < p.intervalMs) ctx.addIssue({ code: 'custom', path: ['windowMs'], message: `must be >= intervalMs (${p.intervalMs})` });
+  });
+export type DisorderlyTradingParams = z.infer<typeof disorderlyTradingParams>;
+
+export interface Spike {
+  up: boolean;
+  refPx: number;
+  refTs: number;
+  startTs: number;
+  startRef: string;
+  /** Move and z at the start (the trade that opened the spike). */
+  startPx: number;
+  extremePx: number;
+  extremeTs: number;
+  extremeRef: string;
+  median: number;
+  mad: number;
+  scale: number;
+  samples: number;
+}
+
+export interface DisorderlyTradingState {
+  key: string;
+  curIdx: number | null;
+  curClose: number;
+  curCloseTs: number;
+  prevClose: number | null;
+  prevCloseTs: number | null;
+  returns: TimeWindow<number>;
+  sorted: SortedWindow;
+  median: number;
+  mad: number;
+  spike: Spike | null;
+  lastFireTs: number | null;
+  trades: number;
+  late: number;
+}
+
+interface DisorderlyTradingJSON {
+  v: 1;
+  key: string;
+  /** Interval length the state was written under (a hot reload may change it). */
+  intervalMs: number;
+  curIdx: number | null;
+  curClose: number;
+  curCloseTs: number;
+  prevClose: number | null;
+  prevCloseTs: number | null;
+  horizon: number | null;
+  sampleTs: number[];
+  sampleR: number[];
+  spike: Spike | null;
+  lastFireTs: number | null;
+  trades: number;
+  late: number;
+}
+
+function severityFor(absZ: number, threshold: number): Severity {
+  if (absZ >= 4 * threshold) return 'critical';
+  if (absZ >= 2 * threshold) return 'high';
+  return 'medium';
+}
+
+const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+const isNumOrNull = (x: unknown): x is number | null => x === null || isNum(x);
+
+function makeInstance(params: DisorderlyTradingParams, ruleId: string): DetectorInstance<DisorderlyTradingState> {
+  const p = params;
+  const minMove = p.minMoveBps / 1e4;
+  const minScale = p.minScaleBps / 1e4;
+
+  const newState = (key: string): DisorderlyTradingState => ({
+    key,
+    curIdx: null,
+    curClose: 0,
+    curCloseTs: 0,
+    prevClose: null,
+    prevCloseTs: null,
+    returns: new TimeWindow<number>(p.windowMs, p.maxSamples),
+    sorted: new SortedWindow(p.maxSamples),
+    median: Number.NaN,
+    mad: Number.NaN,
+    spike: null,
+    lastFireTs: null,
+    trades: 0,
+    late: 0,
+  });
+
+  const addSample = (s: DisorderlyTradingState, sampleTs: number, r: number | null, now: number): void => {
+    const evict = (v: number): void => {
+      s.sorted.remove(v);
+    };
+    if (r !== null) {
+      s.returns.push(sampleTs, r, evict);
+      s.sorted.insert(r);
+    }
+    s.returns.expire(now, evict);
+    s.median = s.sorted.median();
+    s.mad = s.sorted.mad();
+  };
+
+  const fire = (s: DisorderlyTradingState, sp: Spike, t: Trade, reverted: number, out: FindingDraft[]): void => {
+    const ts = t.ts;
+    const move = Math.log(sp.extremePx / sp.refPx);
+    const zScore = (move - sp.median) / sp.scale;
+    const absZ = Math.abs(zScore);
+    const moveBps = move * 1e4;
+    const dec = Math.max(priceDecimals(sp.refPx, sp.extremePx), priceDecimals(t.price, t.price));
+    const ref = eventRef(t);
+    const triggers = [sp.startRef, sp.extremeRef, ref].filter((r, i, a) => a.indexOf(r) === i);
+    out.push({
+      severity: severityFor(absZ, p.zThreshold),
+      score: round(absZ, 4),
+      venue: t.venue,
+      symbol: t.symbol,
+      key: `${t.venue}:${t.symbol}`,
+      ts,
+      windowStart: Math.min(sp.refTs, ts),
+      windowEnd: ts,
+      summary:
+        `${t.symbol} on ${t.venue} ${sp.up ? 'spiked up' : 'spiked down'} ${formatFixed(Math.abs(moveBps), 1)} bps ` +
+        `(${formatFixed(sp.refPx, dec)} → ${formatFixed(sp.extremePx, dec)}, ${formatFixed(absZ, 1)}× its usual ${formatIntervalAdjective(p.intervalMs)} move) ` +
+        `and came back ${formatPercent(reverted)} of it to ${formatFixed(t.price, dec)} within ${formatDuration(ts - sp.extremeTs)}`,
+      trigger: ref,
+      evidence: {
+        observed: {
+          direction: sp.up ? 'up' : 'down',
+          refPrice: sp.refPx,
+          extremePrice: sp.extremePx,
+          revertedPrice: t.price,
+          moveBps: round(moveBps, 4),
+          z: round(zScore, 4),
+          revertedFraction: round(reverted, 6),
+          timeToExtremeMs: sp.extremeTs - sp.refTs,
+          timeToRevertMs: ts - sp.extremeTs,
+          spikeStartTs: sp.startTs,
+          extremeTs: sp.extremeTs,
+        },
+        baseline: { median: sp.median, mad: sp.mad, scale: sp.scale, scaleFloored: sp.scale === minScale, samples: sp.samples },
+        threshold: { z: p.zThreshold, minMoveBps: p.minMoveBps, reversalFraction: p.reversalFraction, reversalMs: p.reversalMs },
+        triggers,
+      },
+    });
+  };
+
+  const onTrade = (s: DisorderlyTradingState, t: Trade, out: FindingDraft[]): void => {
+    const ts = t.ts;
+    const price = t.price;
+    if (!(price > 0) || !Number.isFinite(price) || !Number.isFinite(ts)) return;
+    const idx = Math.floor(ts / p.intervalMs);
+    if (s.curIdx === null) {
+      s.trades += 1;
+      s.curIdx = idx;
+      s.curClose = price;
+      s.curCloseTs = ts;
+      return;
+    }
+    if (idx < s.curIdx) {
+      s.late += 1;
+      return;
+    }
+    s.trades += 1;
+    if (idx > s.curIdx) {
+      const r = s.prevClose === null ? null : Math.log(s.curClose / s.prevClose);
+      addSample(s, s.curIdx * p.intervalMs, r, idx * p.intervalMs);
+      s.prevClose = s.curClose;
+      s.prevCloseTs = s.curCloseTs;
+      s.curIdx = idx;
+    }
+    s.curClose = price;
+    s.curCloseTs = ts;
+
+    // A spike under way: extend its extreme, complete it, or drop it when it lasted too long.
+    const sp = s.spike;
+    if (sp !== null) {
+      if (ts - sp.startTs > p.reversalMs) {
+        s.spike = null;
+      } else {
+        const beyond = sp.up ? price > sp.extremePx : price < sp.extremePx;
+        if (beyond) {
+          sp.extremePx = price;
+          sp.extremeTs = ts;
+          sp.extremeRef = eventRef(t);
+          return;
+        }
+        const reverted = Math.log(sp.extremePx / price) / Math.log(sp.extremePx / sp.refPx);
+        if (reverted >= p.reversalFraction) {
+          s.spike = null;
+          if (s.lastFireTs !== null && ts - s.lastFireTs < p.cooldownMs) return;
+          s.lastFireTs = ts;
+          fire(s, sp, t, reverted, out);
+        }
+        return;
+      }
+    }
+
+    // No spike: does this trade start one?
+    if (s.prevClose === null || s.sorted.size < p.minSamples) return;
+    if (s.lastFireTs !== null && ts - s.lastFireTs < p.cooldownMs) return;
+    const r = Math.log(price / s.prevClose);
+    if (!(Math.abs(r) >= minMove)) return;
+    const scale = Math.max(MAD_TO_SIGMA * s.mad, minScale);
+    const zScore = (r - s.median) / scale;
+    if (!(Math.abs(zScore) >= p.zThreshold)) return;
+    if (Math.sign(zScore) !== Math.sign(r)) return;
+    const ref = eventRef(t);
+    s.spike = {
+      up: r > 0,
+      refPx: s.prevClose,
+      refTs: s.prevCloseTs ?? ts,
+      startTs: ts,
+      startRef: ref,
+      startPx: price,
+      extremePx: price,
+      extremeTs: ts,
+      extremeRef: ref,
+      median: s.median,
+      mad: s.mad,
+      scale,
+      samples: s.sorted.size,
+    };
+  };
+
+  return {
+    name: 'disorderly_trading',
+    ruleId,
+    kinds: ['trade'],
+    newState,
+    onEvent(state: DisorderlyTradingState, ev: CanonicalEvent, out: FindingDraft[]): void {
+      if (ev.kind === 'trade') onTrade(state, ev, out);
+    },
+    toJSON(s: DisorderlyTradingState): DisorderlyTradingJSON {
+      const w = s.returns.toJSON();
+      return {
+        v: 1,
+        key: s.key,
+        intervalMs: p.intervalMs,
+        curIdx: s.curIdx,
+        curClose: s.curClose,
+        curCloseTs: s.curCloseTs,
+        prevClose: s.prevClose,
+        prevCloseTs: s.prevCloseTs,
+        horizon: w.horizon,
+        sampleTs: w.ts,
+        sampleR: w.values,
+        spike: s.spike ? { ...s.spike } : null,
+        lastFireTs: s.lastFireTs,
+        trades: s.trades,
+        late: s.late,
+      };
+    },
+    fromJSON(json: unknown): DisorderlyTradingState {
+      const j = json as Partial<DisorderlyTradingJSON> | null;
+      if (
+        !j ||
+        j.v !== 1 ||
+        typeof j.key !== 'string' ||
+        !Array.isArray(j.sampleTs) ||
+        !Array.isArray(j.sampleR) ||
+        j.sampleTs.length !== j.sampleR.length ||
+        !isNumOrNull(j.curIdx) ||
+        !isNumOrNull(j.prevClose) ||
+        !isNumOrNull(j.prevCloseTs) ||
+        !isNumOrNull(j.lastFireTs) ||
+        !isNumOrNull(j.horizon) ||
+        ![j.curClose, j.curCloseTs, j.trades, j.late].every(isNum)
+      ) {
+        throw new TypeError('disorderly_trading: state JSON is not a v1 disorderly_trading state');
+      }
+      let spike: Spike | null = null;
+      if (j.spike) {
+        const o = j.spike as unknown as Record<string, unknown>;
+        for (const k of ['refPx', 'refTs', 'startTs', 'startPx', 'extremePx', 'extremeTs', 'median', 'mad', 'scale', 'samples']) {
+          if (!isNum(o[k])) throw new TypeError(`disorderly_trading: spike.${k} must be a number`);
+        }
+        if (typeof o.up !== 'boolean' || typeof o.startRef !== 'string' || typeof o.extremeRef !== 'string') {
+          throw new TypeError('disorderly_trading: spike is malformed');
+        }
+        spike = { ...(o as unknown as Spike) };
+      }
+      const s = newState(j.key);
+      s.curIdx = j.curIdx as number | null;
+      s.curClose = j.curClose as number;
+      s.curCloseTs = j.curCloseTs as number;
+      s.prevClose = j.prevClose as number | null;
+      s.prevCloseTs = j.prevCloseTs as number | null;
+      s.spike = spike;
+      s.lastFireTs = j.lastFireTs as number | null;
+      s.trades = j.trades as number;
+      s.late = j.late as number;
+      const evict = (v: number): void => {
+        s.sorted.remove(v);
+      };
+      for (let i = 0; i < j.sampleTs.length; i++) {
+        const ts = j.sampleTs[i];
+        const r = j.sampleR[i];
+        if (!isNum(ts) || !isNum(r)) throw new TypeError('disorderly_trading: baseline samples must be numbers');
+        s.returns.push(ts, r, evict);
+        s.sorted.insert(r);
+      }
+      if (typeof j.horizon === 'number') s.returns.expire(j.horizon, evict);
+      if (j.intervalMs !== p.intervalMs) {
+        // Returns over intervals of another length have another scale, and the open interval's index no
+        // longer fits: the baseline starts again (a spike under way keeps its frozen baseline).
+        s.returns.clear();
+        s.sorted.clear();
+        s.curIdx = null;
+        s.prevClose = null;
+        s.prevCloseTs = null;
+      }
+      s.median = s.sorted.median();
+      s.mad = s.sorted.mad();
+      return s;
+    },
+  };
+}
+
+export const disorderlyTradingSpec: DetectorSpec<DisorderlyTradingParams, DisorderlyTradingState> = {
+  name: 'disorderly_trading',
+  description:
+    'A spike of at least zThreshold robust z (and minMoveBps) against the previous interval close that comes back by ' +
+    'reversalFraction of the move within reversalMs: a completed spike-and-revert (fat finger, thin-book sweep).',
+  kinds: ['trade'],
+  params: disorderlyTradingParams,
+  create: (params, ruleId) => makeInstance(params, ruleId),
+};
