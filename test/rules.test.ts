@@ -152,6 +152,26 @@ describe('rule settings around a detector', () => {
     expect((s.d as { n: number }).n).toBe(2);
   });
 
+  it('lateness is judged per stream for detectors reading several kinds (topics run apart), never for status markers', () => {
+    const multi = { ...qtyDetector(), kinds: ['trade', 'quote', 'status'] as const } as unknown as DetectorInstance;
+    const r = applyRule(multi, settings);
+    const s = r.newState('k');
+    const out: FindingDraft[] = [];
+    r.onEvent(s, trade(100), out);
+    // Quotes 90 s behind the trades: their own stream is in order, so none is late.
+    const q = (i: number): CanonicalEvent => ({ kind: 'quote', venue: 'binance', symbol: 'BTC-USDT', ts: T0 + i * 1000, recvTs: T0, bidPx: 1, bidQty: 1, askPx: 2, askQty: 1 });
+    r.onEvent(s, q(10), out);
+    r.onEvent(s, q(11), out);
+    r.onEvent(s, { kind: 'status', venue: 'binance', symbol: 'BTC-USDT', ts: T0, recvTs: T0, status: 'connected', reason: 'x' }, out);
+    expect(s.late).toBe(0);
+    r.onEvent(s, q(3), out); // 8 s behind its own stream: late
+    r.onEvent(s, trade(90), out); // 10 s behind the trades: late
+    expect(s.late).toBe(2);
+    const back = r.fromJSON(JSON.parse(JSON.stringify(r.toJSON(s))));
+    r.onEvent(back, q(4), out);
+    expect(back.late).toBe(3);
+  });
+
   it('cooldown per finding key, suppression until a time, severity by score', () => {
     const r = applyRule(qtyDetector(), {
       ...settings,
@@ -279,6 +299,23 @@ describe('hot reload mid-stream', () => {
     expect(new Set(after.map((f) => f.rulesVersion)).size).toBe(1);
     expect(after[0]!.rulesVersion).not.toBe(base.versions[0]);
     expect(lowered.findings.filter((f) => f.ts < cut).every((f) => f.rulesVersion === base.versions[0])).toBe(true);
+  });
+});
+
+describe('price_jump across a rules change of its interval', () => {
+  it('a longer interval after a reload does not turn the next trades into late ones', () => {
+    const short = detectorSpecs.price_jump!.create(detectorSpecs.price_jump!.params.parse({ intervalMs: 1000 }), 'pj');
+    const long = detectorSpecs.price_jump!.create(detectorSpecs.price_jump!.params.parse({ intervalMs: 5000 }), 'pj');
+    const trades = market(3, 10);
+    const half = trades.findIndex((t) => t.ts >= T0 + 5 * 60_000);
+    let s = short.newState('binance:BTC-USDT');
+    const out: FindingDraft[] = [];
+    for (const t of trades.slice(0, half)) short.onEvent(s, t, out);
+    s = long.fromJSON(JSON.parse(JSON.stringify(short.toJSON(s))));
+    for (const t of trades.slice(half)) long.onEvent(s, t, out);
+    const st = s as unknown as { late: number; trades: number };
+    expect(st.late).toBe(0);
+    expect(st.trades).toBe(trades.length);
   });
 });
 

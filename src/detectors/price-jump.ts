@@ -77,6 +77,8 @@ export interface PriceJumpState {
 interface PriceJumpJSON {
   v: 1;
   key: string;
+  /** The interval length the state was built with (absent in states saved before it was recorded). */
+  intervalMs?: number;
   curIdx: number | null;
   curClose: number;
   curCloseTs: number;
@@ -237,6 +239,7 @@ function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance
       return {
         v: 1,
         key: s.key,
+        intervalMs,
         curIdx: s.curIdx,
         curClose: s.curClose,
         curCloseTs: s.curCloseTs,
@@ -258,6 +261,9 @@ function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance
       }
       const s = newState(j.key);
       s.curIdx = j.curIdx ?? null;
+      // Another interval length (a rules change): the open interval is the one holding its last trade
+      // under the new length, so later trades are not taken for late ones.
+      if (s.curIdx !== null && j.intervalMs !== undefined && j.intervalMs !== intervalMs) s.curIdx = Math.floor((j.curCloseTs ?? 0) / intervalMs);
       s.curClose = j.curClose ?? 0;
       s.curCloseTs = j.curCloseTs ?? 0;
       s.prevClose = j.prevClose ?? null;

@@ -50,8 +50,12 @@ export interface RuleSettings {
 
 export interface RuleState {
   d: unknown;
-  /** Largest event time seen for the key. */
+  /**
+   * Largest event time seen for the key — per data kind when the detector reads several (its streams
+   * come from different topics, which may run apart: one must not make the other's events late).
+   */
   wm: number;
+  wk?: Record<string, number>;
   late: number;
   /** Finding key → event time of its last finding (cooldown); bounded. */
   cd?: Record<string, number>;
@@ -129,6 +133,7 @@ export function applyRule(inner: DetectorInstance, settings: RuleSettings): Rule
   const { allowedLatenessMs, cooldownMs, severity, suppress, rulesVersion } = settings;
   const counters: RuleCounters = { late: 0, outOfScope: 0, cooledDown: 0, suppressed: 0 };
   const drafts: FindingDraft[] = [];
+  const perKind = inner.kinds.filter((k) => k !== 'status').length > 1;
 
   const instance: RuleInstance = {
     name: inner.name,
@@ -144,11 +149,24 @@ export function applyRule(inner: DetectorInstance, settings: RuleSettings): Rule
         return;
       }
       const ts = ev.ts;
-      if (ts > state.wm) state.wm = ts;
-      else if (ts < state.wm - allowedLatenessMs) {
-        state.late++;
-        counters.late++;
-        return;
+      // Status markers are Vigil's own, copied into each stream: never late.
+      if (ev.kind !== 'status') {
+        if (perKind) {
+          const wk = (state.wk ??= {});
+          const wm = wk[ev.kind] ?? Number.NEGATIVE_INFINITY;
+          if (ts > wm) wk[ev.kind] = ts;
+          else if (ts < wm - allowedLatenessMs) {
+            state.late++;
+            counters.late++;
+            return;
+          }
+        }
+        if (ts > state.wm) state.wm = ts;
+        else if (!perKind && ts < state.wm - allowedLatenessMs) {
+          state.late++;
+          counters.late++;
+          return;
+        }
       }
       inner.onEvent(state.d, ev, drafts, signals);
       if (drafts.length === 0) return;
@@ -183,13 +201,15 @@ export function applyRule(inner: DetectorInstance, settings: RuleSettings): Rule
     toJSON: (s) => {
       const j: Record<string, unknown> = { v: 1, d: inner.toJSON(s.d), wm: Number.isFinite(s.wm) ? s.wm : null, late: s.late };
       if (s.cd) j.cd = s.cd;
+      if (s.wk) j.wk = s.wk;
       return j;
     },
     fromJSON(json: unknown): RuleState {
-      const j = json as { v?: number; d?: unknown; wm?: number | null; late?: number; cd?: Record<string, number> } | null;
+      const j = json as { v?: number; d?: unknown; wm?: number | null; late?: number; cd?: Record<string, number>; wk?: Record<string, number> } | null;
       if (!j || j.v !== 1 || !('d' in j)) throw new TypeError(`${inner.name}: state JSON is not a v1 rule state`);
       const s: RuleState = { d: inner.fromJSON(j.d), wm: typeof j.wm === 'number' ? j.wm : Number.NEGATIVE_INFINITY, late: j.late ?? 0 };
       if (j.cd) s.cd = { ...j.cd };
+      if (j.wk) s.wk = { ...j.wk };
       return s;
     },
   };
