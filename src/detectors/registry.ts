@@ -1,5 +1,10 @@
 /** The one table of detectors, and construction with validated parameters. */
 import { ERR, VigilError } from '../core/errors.ts';
+import { amountAnomalySpec } from './amount-anomaly.ts';
+import { cardTestingSpec } from './card-testing.ts';
+import { impossibleTravelSpec } from './impossible-travel.ts';
+import { structuringSpec } from './structuring.ts';
+import { velocitySpec } from './velocity.ts';
 import { crossVenueDivergenceSpec } from './cross-venue-divergence.ts';
 import { crossedBookSpec } from './crossed-book.ts';
 import { fanInSpec } from './fan-in.ts';
@@ -29,6 +34,11 @@ export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
   disorderly_trading: disorderlyTradingSpec,
   wash_trade_public: washTradePublicSpec,
   // transactions
+  velocity: velocitySpec,
+  amount_anomaly: amountAnomalySpec,
+  structuring: structuringSpec,
+  impossible_travel: impossibleTravelSpec,
+  card_testing: cardTestingSpec,
   rapid_movement: rapidMovementSpec,
   fan_out: fanOutSpec,
   fan_in: fanInSpec,
