@@ -7,6 +7,9 @@ import { structuringSpec } from './structuring.ts';
 import { velocitySpec } from './velocity.ts';
 import { crossVenueDivergenceSpec } from './cross-venue-divergence.ts';
 import { crossedBookSpec } from './crossed-book.ts';
+import { frontRunningSpec } from './front-running.ts';
+import { markingTheCloseSpec } from './marking-the-close.ts';
+import { washTradeSpec } from './wash-trade.ts';
 import { fanInSpec } from './fan-in.ts';
 import { fanOutSpec } from './fan-out.ts';
 import { disorderlyTradingSpec } from './disorderly-trading.ts';
@@ -33,6 +36,10 @@ export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
   pump_and_dump: pumpAndDumpSpec,
   disorderly_trading: disorderlyTradingSpec,
   wash_trade_public: washTradePublicSpec,
+  // order flow with accounts
+  wash_trade: washTradeSpec,
+  marking_the_close: markingTheCloseSpec,
+  front_running: frontRunningSpec,
   // transactions
   velocity: velocitySpec,
   amount_anomaly: amountAnomalySpec,
