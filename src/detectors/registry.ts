@@ -7,6 +7,9 @@ import { structuringSpec } from './structuring.ts';
 import { velocitySpec } from './velocity.ts';
 import { crossVenueDivergenceSpec } from './cross-venue-divergence.ts';
 import { crossedBookSpec } from './crossed-book.ts';
+import { layeringSpec } from './layering.ts';
+import { momentumIgnitionSpec } from './momentum-ignition.ts';
+import { spoofingSpec } from './spoofing.ts';
 import { frontRunningSpec } from './front-running.ts';
 import { markingTheCloseSpec } from './marking-the-close.ts';
 import { washTradeSpec } from './wash-trade.ts';
@@ -37,6 +40,9 @@ export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
   disorderly_trading: disorderlyTradingSpec,
   wash_trade_public: washTradePublicSpec,
   // order flow with accounts
+  spoofing: spoofingSpec,
+  layering: layeringSpec,
+  momentum_ignition: momentumIgnitionSpec,
   wash_trade: washTradeSpec,
   marking_the_close: markingTheCloseSpec,
   front_running: frontRunningSpec,
