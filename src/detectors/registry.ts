@@ -7,6 +7,9 @@ import { structuringSpec } from './structuring.ts';
 import { velocitySpec } from './velocity.ts';
 import { crossVenueDivergenceSpec } from './cross-venue-divergence.ts';
 import { crossedBookSpec } from './crossed-book.ts';
+import { metricAnomalySpec } from './metric-anomaly.ts';
+import { volatilityShiftSpec } from './volatility-shift.ts';
+import { volumeSpikeSpec } from './volume-spike.ts';
 import { layeringSpec } from './layering.ts';
 import { momentumIgnitionSpec } from './momentum-ignition.ts';
 import { spoofingSpec } from './spoofing.ts';
@@ -39,6 +42,8 @@ export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
   pump_and_dump: pumpAndDumpSpec,
   disorderly_trading: disorderlyTradingSpec,
   wash_trade_public: washTradePublicSpec,
+  volume_spike: volumeSpikeSpec,
+  volatility_shift: volatilityShiftSpec,
   // order flow with accounts
   spoofing: spoofingSpec,
   layering: layeringSpec,
@@ -57,6 +62,8 @@ export const detectorSpecs: Record<string, DetectorSpec<any, any>> = {
   fan_in: fanInSpec,
   new_counterparty_large_amount: newCounterpartyLargeAmountSpec,
   terminal_risk: terminalRiskSpec,
+  // metric series
+  metric_anomaly: metricAnomalySpec,
 };
 
 export function detectorNames(): string[] {

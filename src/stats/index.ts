@@ -9,3 +9,7 @@ export {
   type SlidingExtremumJSON,
   type SlidingMinMaxJSON,
 } from './monotonic-deque.ts';
+export { DDSketch } from './ddsketch.ts';
+export { Cusum, PageHinkley } from './change.ts';
+export { RateCounter } from './rate.ts';
+export { DistinctCountWindow } from './distinct-count-window.ts';
