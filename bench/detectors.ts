@@ -38,7 +38,7 @@ import { fmtInt, type BenchSection } from './table.ts';
 const PASSES = 3;
 const MIN_PASS_MS = 300;
 const CHUNK = 2048;
-const MEM_KEYS = 100_000;
+const MEM_KEYS = 20_000;
 const MEM_EVENTS_PER_KEY = 4;
 /** The project's target for O(1) detectors. */
 const TARGET_EVENTS_PER_SEC = 1_000_000;
@@ -676,7 +676,10 @@ export async function benchDetectors(): Promise<{ rows: DetectorBenchRow[]; gcMe
   const instances = new Map<DetectorBenchRow, DetectorInstance>();
   // Throughput of every detector first (on the shared streams), then memory with the streams dropped, so the
   // collections before and after each measurement are quick and the heap holds little else.
+  // VIGIL_BENCH_DETECTORS=a,b limits the section to those detectors (profiling one at a time).
+  const only = process.env.VIGIL_BENCH_DETECTORS?.split(',').filter(Boolean);
   for (const name of Object.keys(detectorSpecs).sort()) {
+    if (only && !only.includes(name)) continue;
     const spec = detectorSpecs[name] as (typeof detectorSpecs)[string];
     const row: DetectorBenchRow = {
       detector: name,
