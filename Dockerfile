@@ -7,6 +7,7 @@ RUN npm ci --omit=dev && npm cache clean --force
 COPY bin ./bin
 COPY src ./src
 COPY replays ./replays
+COPY rules ./rules
 COPY tsconfig.json ./
 ENV HOST=0.0.0.0 PORT=8080 VIGIL_DATA_DIR=/data
 VOLUME ["/data"]

@@ -3,7 +3,9 @@
  * `npm run bench -- feeds detectors` runs only the named sections.
  */
 import { writeFileSync } from 'node:fs';
+import { detectorsSection } from './detectors.ts';
 import { benchFeeds } from './feeds.ts';
+import { kafkaSection } from './kafka.ts';
 import { printSection, type BenchSection, fmtInt, fmtPct } from './table.ts';
 
 async function feedsSection(): Promise<BenchSection> {
@@ -21,6 +23,8 @@ async function feedsSection(): Promise<BenchSection> {
 /** Sections in the order they run; each is a module of its own (bench/<id>.ts). */
 const SECTIONS: Record<string, () => Promise<BenchSection | BenchSection[]>> = {
   feeds: feedsSection,
+  detectors: detectorsSection,
+  kafka: kafkaSection,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

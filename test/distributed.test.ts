@@ -56,10 +56,13 @@ function requireServices(): void {
   if (error) throw new Error(`local services are not running: ${error}`);
 }
 
+/** The roles' output as afterEach found it, before it killed them (failure handlers may run after it). */
+let lastOutputs = '';
+
 /** Shows every role's output when the test fails. */
 function track(): void {
   onTestFailed(() => {
-    console.error(roles.outputs());
+    console.error(roles.outputs() || lastOutputs);
   });
 }
 
@@ -100,10 +103,10 @@ function replay(prefix: string, id: string, file: string, speed: string, extra: 
 }
 
 /** The `stopped {…}` counters a detect worker logs on its way out. */
-function detectStats(p: RoleProcess): { events: number; statesLoaded: number; skippedRedelivered: number } {
+function detectStats(p: RoleProcess): { events: number; findings: Record<string, number>; statesLoaded: number; skippedRedelivered: number } {
   const m = /vigil detect info: stopped (\{.*\})/.exec(p.output);
   if (!m) throw new Error(`no stop line in ${p.name}'s output`);
-  return JSON.parse(m[1]!) as { events: number; statesLoaded: number; skippedRedelivered: number };
+  return JSON.parse(m[1]!) as { events: number; findings: Record<string, number>; statesLoaded: number; skippedRedelivered: number };
 }
 
 function lines(path: string): number {
@@ -125,13 +128,15 @@ beforeAll(async () => {
   expect(mk.code, mk.stderr).toBe(0);
   refRawSummary = JSON.parse(raw.stdout) as typeof refRawSummary;
   [refRaw, refMulti] = await Promise.all([storedFindings(join(dir, 'ref-raw'), 'ref-raw'), storedFindings(join(dir, 'ref-multi'), 'ref-multi')]);
-  expect(refRaw.length).toBe(5);
+  // price_jump's 5 on this capture; other shipped rules may add theirs (the runs below compare whole sets).
+  expect(refRaw.filter((f) => f.detector === 'price_jump')).toHaveLength(5);
   expect(refMulti.length).toBeGreaterThan(100);
   // Every key has findings, so a worker that loses any key's partition loses findings unless takeover works.
   for (const k of MULTI_KEYS) expect(refMulti.some((f) => f.key === k), k).toBe(true);
 }, 120_000);
 
 afterEach(async () => {
+  lastOutputs = roles.outputs();
   await roles.killAll();
 });
 
@@ -239,7 +244,8 @@ describe('failures mid-stream', () => {
 
     // The victim is the worker holding the partitions of most keys (each holds some: six partitions, two members).
     const assignment = await probe.assignment(`${p}vigil-detect`, trades);
-    const keyParts = MULTI_KEYS.map((k) => kafkaPartition(k, 6));
+    // Market data goes to the partition of its symbol (events.ts partitionKey), whatever the venue.
+    const keyParts = MULTI_KEYS.map((k) => kafkaPartition(k.slice(k.indexOf(':') + 1), 6));
     const owned = (client: string) => keyParts.filter((part) => assignment.get(client)?.includes(part)).length;
     const victimName = owned('vigil-d1') >= owned('vigil-d2') ? 'vigil-d1' : 'vigil-d2';
     const survivorName = victimName === 'vigil-d1' ? 'vigil-d2' : 'vigil-d1';
@@ -255,8 +261,10 @@ describe('failures mid-stream', () => {
 
     expect(await survivor.stop()).toBe(0);
     // It loaded the victim's keys from Redis, and skipped what the victim had applied but not committed.
+    // At least one state per key taken over (price_jump's), at most one per detector and key.
     const stats = detectStats(survivor);
-    expect(stats.statesLoaded).toBe(owned(victimName));
+    expect(stats.statesLoaded).toBeGreaterThanOrEqual(owned(victimName));
+    expect(stats.statesLoaded).toBeLessThanOrEqual(owned(victimName) * Object.keys(stats.findings).length);
     expect(await api.stop()).toBe(0);
   }, 240_000);
 
@@ -372,6 +380,8 @@ describe('failures mid-stream', () => {
       await services!.startKafka(inst);
       expect(atStop).toBeLessThan(multi.events);
 
+      // Every process here lived through the restart and must end by itself (stop() SIGKILLs after 30 s:
+      // exit code null), with no socket left to the broker (src/transport/kafka.ts, "Closing").
       expect(await r.done(240_000)).toBe(0);
       expect(await storedFindings(apiDir, id)).toEqual(refMulti);
       expect(await d1.stop()).toBe(0);
@@ -480,13 +490,15 @@ describe('6. SIGTERM to each role: exits 0 after flushing; the findings are comp
       await feeds.waitFor(/ready: producing/);
       await probe.waitCount(`${p}vigil.md.quotes`, 300);
       expect(await feeds.stop('SIGTERM')).toBe(0);
-      const m = /vigil feeds info: stopped: \d+ frames, (\d+) events sent/.exec(feeds.output);
+      const m = /vigil feeds info: stopped: \d+ frames, (\d+) events sent (\{.*\})/.exec(feeds.output);
       expect(m, feeds.output).not.toBeNull();
       const sent = Number(m![1]);
+      const byKind = (JSON.parse(m![2]!) as { events: Record<string, number> }).events;
       let onKafka = 0;
       for (const t of EVENT_TOPICS) onKafka += await probe.count(`${p}${t}`);
       expect(sent).toBeGreaterThan(300);
-      expect(onKafka).toBe(sent);
+      // Each status marker also travels in vigil.md.trades and vigil.md.quotes (ingest.ts status copies).
+      expect(onKafka).toBe(sent + 2 * (byKind.status ?? 0));
     } finally {
       await server.close();
     }

@@ -1,7 +1,7 @@
 import { loadConfig } from '../core/config.ts';
 import { getAdapter } from '../feeds/registry.ts';
 import { Ingestor } from '../pipeline/ingest.ts';
-import { exitWhenDone, requireKafka, roleLog, runFeeds, shutdownSignal, startHealthServer, transportFor, watchTransport } from '../pipeline/roles.ts';
+import { requireKafka, roleLog, runFeeds, shutdownSignal, startHealthServer, transportFor, watchTransport } from '../pipeline/roles.ts';
 import { parse, UsageError } from './args.ts';
 
 export const FEEDS_USAGE = `usage: vigil feeds [--feed venue:sym1,sym2]…
@@ -45,7 +45,6 @@ export async function feedsCommand(argv: string[]): Promise<number> {
     unwatch();
     shutdown.dispose();
     await transport.close();
-    exitWhenDone();
   }
   const c = ingestor.counters;
   const events = Object.values(c.events).reduce((a, b) => a + b, 0);

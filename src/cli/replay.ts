@@ -9,7 +9,7 @@ import { Pipeline } from '../pipeline/pipeline.ts';
 import { detectorTopics } from '../pipeline/detect.ts';
 import { Ingestor } from '../pipeline/ingest.ts';
 import type { KafkaGroups, OffsetTargets } from '../pipeline/kafka-groups.ts';
-import { exitWhenDone, GROUPS, kafkaGroups, RunHeaderTransport, transportFor } from '../pipeline/roles.ts';
+import { GROUPS, kafkaGroups, RunHeaderTransport, transportFor } from '../pipeline/roles.ts';
 import { RUNS_TOPIC } from '../pipeline/store-side.ts';
 import { stderrProgress } from '../replay/progress.ts';
 import { loadMapping, type Mapping } from '../feeds/mapping.ts';
@@ -297,6 +297,5 @@ async function replayOverKafka(
     process.off('SIGTERM', onSignal);
     await transport.close();
     await groups.close();
-    exitWhenDone();
   }
 }

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import type { AlertHub } from '../api/alert-hub.ts';
 import type { Config } from '../core/config.ts';
 import { ERR, VigilError } from '../core/errors.ts';
-import { buildDetectors } from '../detectors/configure.ts';
+import { buildDetectors, rulesPath } from '../detectors/configure.ts';
+import { RulesController } from '../detectors/rules-watch.ts';
+import { diffRules, type RulesFile } from '../detectors/rules.ts';
 import type { StateStore } from '../detectors/types.ts';
 import { getAdapter } from '../feeds/registry.ts';
 import { MemoryStateStore } from '../state/memory.ts';
@@ -18,7 +20,7 @@ import type { Store } from '../storage/types.ts';
 import type { KafkaLogLevel, KafkaTransportOptions } from '../transport/kafka.ts';
 import { createTransport } from '../transport/index.ts';
 import type { OutgoingMessage, Subscription, Transport, TransportStats, SubscribeOptions } from '../transport/types.ts';
-import { DetectorRunner } from './detect.ts';
+import { DetectorRunner, allDetectorTopics } from './detect.ts';
 import type { Ingestor } from './ingest.ts';
 import { KafkaGroups } from './kafka-groups.ts';
 import { StoreSide, subscribeAlerts } from './store-side.ts';
@@ -138,20 +140,6 @@ export function shutdownSignal(onSignal?: (sig: string) => void): { signal: Abor
   };
 }
 
-/**
- * Called when a command that used Kafka has closed everything: if the process has not ended on its
- * own `graceMs` later, it exits (with process.exitCode). kafkajs can leave a consumer connection
- * reconnecting after disconnect() when the broker restarted during the consumer's life; the work is
- * done and committed by then, and a role must not hang on SIGTERM because of it. The timer is unref'd:
- * a process that ends by itself never waits for it.
- */
-export function exitWhenDone(graceMs = 2_000): void {
-  setTimeout(() => {
-    process.stderr.write('vigil: the Kafka client left a connection open after closing; exiting\n');
-    process.exit();
-  }, graceMs).unref();
-}
-
 export function untilAborted(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -205,6 +193,36 @@ export async function runFeeds(config: Config, ingestor: Ingestor, signal: Abort
   await ingestor.flush();
 }
 
+/**
+ * The rules in force for a role, watched for changes: VIGIL_RULES (or the shipped file) with the config
+ * file's detector overrides. Invalid rules fail here, at start, naming the rule.
+ */
+export function rulesController(config: Config, log: RoleLog): RulesController {
+  const controller = new RulesController({ path: rulesPath(config), overrides: config.detectors, log: (m, extra) => log.info(m, extra) });
+  controller.watch();
+  return controller;
+}
+
+/**
+ * Records each rules change in the store's rule_changes table. The rules in force at start are recorded
+ * only when they differ from the last recorded version (a restart is not a change). A failed write is
+ * logged, never fatal: the rules apply either way.
+ */
+export function recordRuleChanges(rules: RulesController, store: Store, log: (m: string) => void): void {
+  rules.onChange(async (change) => {
+    try {
+      if (change.actor === 'start') {
+        const [last] = await store.listRuleChanges({ limit: 1 });
+        if (last?.version === change.version) return;
+        if (last) change = { ...change, previousVersion: last.version, diff: diffRules(last.rules as RulesFile, rules.current.file) };
+      }
+      await store.insertRuleChanges([change]);
+    } catch (e) {
+      log(`recording rules change ${change.version} failed: ${(e as Error).message}`);
+    }
+  });
+}
+
 /** The detect side: detectors over the event topics in group vigil-detect, state in Redis when configured. */
 export interface DetectSide {
   readonly runner: DetectorRunner;
@@ -212,8 +230,8 @@ export interface DetectSide {
   stop(): Promise<void>;
 }
 
-export async function startDetectSide(config: Config, transport: Transport, log: RoleLog): Promise<DetectSide> {
-  const detectors = buildDetectors(config);
+export async function startDetectSide(config: Config, transport: Transport, log: RoleLog, rules?: RulesController): Promise<DetectSide> {
+  const detectors = rules ? rules.current.instances : buildDetectors(config);
   const stateStore: StateStore = config.REDIS_URL ? new RedisStateStore({ url: config.REDIS_URL, log: (m, extra) => log.warn(m, extra) }) : new MemoryStateStore();
   if (!config.REDIS_URL && transport.kind === 'kafka') {
     log.warn('REDIS_URL is not set: detector state stays in this process; a worker taking over its partitions starts those keys fresh');
@@ -223,6 +241,7 @@ export async function startDetectSide(config: Config, transport: Transport, log:
     group: GROUPS.detect,
     store: stateStore,
     idleMs: config.VIGIL_STATE_IDLE_MS,
+    topics: allDetectorTopics(),
     log: (m, extra) => log.warn(m, extra),
     offsetCheckpoint: transport.kind === 'kafka' ? { namespace: config.VIGIL_TOPIC_PREFIX } : undefined,
   });
@@ -232,6 +251,7 @@ export async function startDetectSide(config: Config, transport: Transport, log:
     await stateStore.close().catch(() => undefined);
     throw e;
   }
+  rules?.onChange((_change, set) => runner.setDetectors(set.instances));
   return {
     runner,
     stateStore,

@@ -21,9 +21,17 @@
  *   offsets of its topics.
  * - Backpressure: with maxLag set, send() waits while a group subscribed in this process lags more
  *   than maxLag messages behind on the topic (measured on the broker, so it holds across processes).
+ * - Closing: consumers leave their groups, pending sends finish, clients disconnect; then every socket
+ *   this transport's clients opened is closed, and none is opened after. kafkajs alone does not
+ *   guarantee that: after a broker restart (a "Closed connection" error) it drops the broker from its
+ *   pool without disconnecting it, while the consumer group keeps that very Broker object as its
+ *   coordinator; the next heartbeat or commit reconnects it, and disconnect() only closes the brokers
+ *   still in the pool — the socket stayed open and the process never exited. The transport therefore
+ *   opens the sockets itself (kafkajs' socketFactory) and keeps track of them.
  */
+import { connect as netConnect, Socket } from 'node:net';
 import { CompressionTypes, Kafka, Partitioners, logLevel as LEVEL } from 'kafkajs';
-import type { Admin, Consumer, EachBatchPayload, IHeaders, KafkaMessage, LogEntry, Message, Producer, RetryOptions } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, IHeaders, ISocketFactory, KafkaMessage, LogEntry, Message, Producer, RetryOptions } from 'kafkajs';
 import { ERR, VigilError } from '../core/errors.ts';
 
 const routingPartitioner = Partitioners.DefaultPartitioner();
@@ -312,6 +320,8 @@ export class KafkaTransport implements Transport {
   private readonly producer: Producer;
   private readonly prefix: string;
   private readonly partitionMeta = new Map<number, unknown[]>();
+  /** Partitions of each topic as the broker has them (plain topic names), once the topic is ready. */
+  private readonly topicPartitions = new Map<string, number>();
   private readonly partitions: number;
   private readonly maxBatch: number;
   private readonly maxRequestBytes: number;
@@ -328,6 +338,10 @@ export class KafkaTransport implements Transport {
   private queue: QueuedSend[] = [];
   private flushing?: Promise<void>;
   private closed = false;
+  /** Sockets the clients opened and not closed yet (see "Closing" above). */
+  private readonly sockets = new Set<Socket>();
+  /** Set at the end of close(): no client of this transport connects again. */
+  private socketsClosed = false;
   private failure: unknown;
   private failWaiters: Array<(e: unknown) => void> = [];
   private counters = { sent: 0, delivered: 0, waits: 0 };
@@ -354,6 +368,7 @@ export class KafkaTransport implements Transport {
       brokers: [...options.brokers],
       logLevel: level,
       logCreator: () => (entry: LogEntry) => this.kafkaLog(entry),
+      socketFactory: this.openSocket,
       connectionTimeout: 3000,
       requestTimeout: 30_000,
       retry: { initialRetryTime: 250, maxRetryTime: 5000, retries: 10, ...options.retry },
@@ -367,6 +382,23 @@ export class KafkaTransport implements Transport {
       createPartitioner: Partitioners.DefaultPartitioner,
     });
   }
+
+  /**
+   * kafkajs' own socket factory (plain TCP, keep-alive), keeping track of what it opened. After close()
+   * a connect fails at once: a consumer restart timer or a request still in flight can't reopen one.
+   */
+  private readonly openSocket: ISocketFactory = ({ host, port, onConnect }) => {
+    if (this.socketsClosed) {
+      const refused = new Socket();
+      process.nextTick(() => refused.destroy(new VigilError(ERR.TRANSPORT_CLOSED, 'transport is closed')));
+      return refused;
+    }
+    const socket = netConnect({ host, port }, onConnect);
+    socket.setKeepAlive(true, 60_000);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    return socket;
+  };
 
   /** The topic's name on the broker. */
   kafkaTopic(topic: string): string {
@@ -429,7 +461,11 @@ export class KafkaTransport implements Transport {
     for (let delay = 20; ; delay = Math.min(500, delay * 2)) {
       try {
         const meta = await this.admin.fetchTopicMetadata({ topics });
-        if (meta.topics.length === topics.length && meta.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+        if (meta.topics.length === topics.length && meta.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) {
+          // The real counts (a topic created earlier may have another count than configured): routing keys use them.
+          for (const t of meta.topics) this.topicPartitions.set(this.plainTopic(t.name), t.partitions.length);
+          return;
+        }
       } catch (e) {
         if (Date.now() > deadline) throw e;
       }
@@ -479,7 +515,7 @@ export class KafkaTransport implements Transport {
 
   /** The partition the default (murmur2) partitioner would pick for `key`: routing keys keep Java clients' mapping. */
   private partitionByKey(topic: string, key: string): number {
-    const n = this.partitionsOf(topic);
+    const n = this.topicPartitions.get(topic) ?? this.partitionsOf(topic);
     let meta = this.partitionMeta.get(n);
     if (!meta) this.partitionMeta.set(n, (meta = Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0] }))));
     return routingPartitioner({ topic, partitionMetadata: meta as never, message: { key, value: null } });
@@ -767,6 +803,17 @@ export class KafkaTransport implements Transport {
     while (this.flushing && Date.now() < deadline) await Promise.race([this.flushing.catch(() => undefined), sleep(Math.max(0, deadline - Date.now()))]);
     await this.producer.disconnect().catch(() => undefined);
     await this.admin.disconnect().catch(() => undefined);
+    // Whatever is still open was lost track of by kafkajs (a broker dropped from its pool and still in
+    // use, typically the group coordinator after a broker restart): nothing of this transport needs it.
+    // Destroyed with an error, so kafkajs sees its connection fail and stops that connection's timers
+    // too (a request-timeout interval per connection, which alone would keep the process running).
+    this.socketsClosed = true;
+    if (this.sockets.size > 0) {
+      this.logLine('info', `closing ${this.sockets.size} Kafka connection(s) the client left open`);
+      const closed = new VigilError(ERR.TRANSPORT_CLOSED, 'transport is closed');
+      for (const socket of this.sockets) socket.destroy(closed);
+      this.sockets.clear();
+    }
   }
 
   /** @internal */
