@@ -151,7 +151,8 @@ export function formatSummary(s: ReplaySummary): string {
       lines.push(`  book       ${source} ${symbol}: ${n(r.resyncs)} resyncs${dropped}${top}`);
     }
   }
-  lines.push(`  findings   ${list(s.findings)} (total ${n(s.totalFindings)})`);
+  lines.push(`  findings   ${list(s.findings)} (total ${n(s.totalFindings)})${s.rulesVersion ? `, rules ${s.rulesVersion}` : ''}`);
+  if (s.lateEvents) lines.push(`  late       ${list(s.lateEvents)} (events behind their key's newest by more than the rule's allowed lateness: counted, not used)`);
   return `${lines.join('\n')}\n`;
 }
 

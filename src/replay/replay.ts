@@ -47,6 +47,9 @@ export interface ReplaySummary {
   books: Record<string, Record<string, BookReport & { matchRate?: number }>>;
   findings: Record<string, number>;
   totalFindings: number;
+  /** Rules in force (their version), and events each rule found too late to use (only rules with some). */
+  rulesVersion?: string;
+  lateEvents?: Record<string, number>;
   durationMs: number;
   eventsPerSec: number;
 }
@@ -70,7 +73,11 @@ export interface ReplayOptions {
  * the detect and store roles, with the findings counted off vigil.findings.
  */
 export type ReplayTarget = Pick<Pipeline, 'runId' | 'ingestor' | 'drain' | 'deadLetters'> & {
-  readonly detectors: { readonly counters: { readonly findings: Record<string, number> } };
+  readonly detectors: {
+    readonly counters: { readonly findings: Record<string, number> };
+    /** The rules running (rule instances carry their version and late-event counters). */
+    detectors?(): ReadonlyArray<{ readonly ruleId: string; readonly settings?: { rulesVersion: string }; readonly counters?: { late: number } }>;
+  };
 };
 
 /** Pushes every record of the files through the pipeline, then waits until all findings are stored. */
@@ -149,9 +156,17 @@ export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions
     books: withMatchRates(ingestor.bookReports()),
     findings,
     totalFindings: Object.values(findings).reduce((a, b) => a + b, 0),
+    ...rulesInfo(pipeline.detectors.detectors?.() ?? []),
     durationMs: Math.round(durationMs),
     eventsPerSec: Math.round(totalEvents / Math.max(durationMs / 1000, 1e-3)),
   };
+}
+
+function rulesInfo(rules: ReadonlyArray<{ ruleId: string; settings?: { rulesVersion: string }; counters?: { late: number } }>): Pick<ReplaySummary, 'rulesVersion' | 'lateEvents'> {
+  const version = rules.find((r) => r.settings)?.settings?.rulesVersion;
+  const late: Record<string, number> = {};
+  for (const r of rules) if (r.counters && r.counters.late > 0) late[r.ruleId] = r.counters.late;
+  return { ...(version ? { rulesVersion: version } : {}), ...(Object.keys(late).length > 0 ? { lateEvents: late } : {}) };
 }
 
 function toMalformedLine(s: { origin: string; reason: string }): MalformedLine {
