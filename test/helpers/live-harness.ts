@@ -9,7 +9,7 @@ import type { OrderBook } from '../../src/feeds/book/order-book.ts';
 import type { LiveFeed, Normalizer, NormalizerContext, RawFrame } from '../../src/feeds/types.ts';
 import { Ingestor, type DeadLetterMessage } from '../../src/pipeline/ingest.ts';
 import { MemoryTransport } from '../../src/transport/memory.ts';
-import { TOPICS } from '../../src/transport/types.ts';
+import { TOPICS, VIEW_HEADER } from '../../src/transport/types.ts';
 
 export interface LiveRun<N extends Normalizer = Normalizer, E = unknown> {
   feed: LiveFeed;
@@ -93,7 +93,7 @@ export async function startLiveRun<N extends Normalizer, E = unknown>(options: L
   await transport.subscribe<DeadLetterMessage>({ group: 'dlq-test', topics: [TOPICS.dlq], eachBatch: (b) => void dlq.push(...b.messages.map((m) => m.value)) });
   const dataTopic = options.dataTopic;
   if (dataTopic !== undefined) {
-    await transport.subscribe<E>({ group: 'data-test', topics: [dataTopic], eachBatch: (b) => void onTopic.push(...b.messages.map((m) => m.value)) });
+    await transport.subscribe<E>({ group: 'data-test', topics: [dataTopic], eachBatch: (b) => void onTopic.push(...b.messages.filter((m) => m.headers?.[VIEW_HEADER] === undefined).map((m) => m.value)) });
   }
   const ingestor = new Ingestor(transport, { batchSize: 1 });
   ingestor.setNormalizer(source, recording);
