@@ -18,8 +18,9 @@
  * that left the window feed an event-time decayed count (half-life 7 days): the usual number per window.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type Severity, type Transaction } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Transaction } from '../core/events.ts';
 import { TimeWindow } from '../stats/event-window.ts';
+import { armedFires } from './cooldown.ts';
 import { formatAmount, formatDuration, formatFixed, round } from './format.ts';
 import {
   MAX_TRIGGERS,
@@ -44,6 +45,8 @@ import {
   v1Object,
   type DecayedSum,
 } from './tx-common.ts';
+import { savedSlots, slotObject } from './tx-slots.ts';
+import { gradeAbove } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft, RiskSignal } from './types.ts';
 
 /** Half-life of the usual small-auth rate reported as context. */
@@ -129,12 +132,6 @@ interface CardTestingJSON {
   judged: number;
 }
 
-function severityFor(countRatio: number): Severity {
-  if (countRatio >= 4) return 'critical';
-  if (countRatio >= 2) return 'high';
-  return 'medium';
-}
-
 function inc(m: Map<string, number>, k: string | null): void {
   if (k !== null) m.set(k, (m.get(k) ?? 0) + 1);
 }
@@ -211,10 +208,7 @@ function makeInstance(params: CardTestingParams, ruleId: string): DetectorInstan
       sl.armed = true;
       return;
     }
-    if (!sl.armed) return;
-    if (sl.lastFireTs !== null && ts >= sl.lastFireTs && ts - sl.lastFireTs < cooldownMs) return;
-    sl.armed = false;
-    sl.lastFireTs = ts;
+    if (!armedFires(sl, ts, cooldownMs)) return;
 
     const items: Array<{ ref: string; ts: number; amount: number; currency: string; merchant: string | null; terminal: string | null }> = [];
     for (let i = Math.max(0, count - MAX_TRIGGERS); i < count; i++) {
@@ -230,7 +224,7 @@ function makeInstance(params: CardTestingParams, ruleId: string): DetectorInstan
       `${who} made ${count} authorisations of at most ${formatAmount(limit, t.currency)} at ${distinct} ${acceptors} within ` +
       `${formatDuration(ts - start)} (usual: ${usual === null ? 'none before' : `${formatFixed(usual, usual < 1 ? 2 : 1)} per ${dur}`})`;
     out.push({
-      severity: severityFor(countRatio),
+      severity: gradeAbove(countRatio, 4, 2),
       score: round(ratio, 4),
       account: t.account,
       key: t.account,
@@ -297,13 +291,9 @@ function makeInstance(params: CardTestingParams, ruleId: string): DetectorInstan
       const what = 'card_testing';
       const j = v1Object(json, what);
       const s = newState(j.key as string);
-      s.judged = num(j.judged ?? 0, `${what}.judged`);
-      const slots = arr(j.slots, `${what}.slots`);
-      // Saved under the other `per`: the slots mean something else; start afresh.
-      if (j.per !== per) return s;
-      for (const raw of slots) {
-        const o = raw as Partial<SlotJSON> | null;
-        if (!o || typeof o !== 'object') throw new TypeError(`${what}: bad slot`);
+      // Saved under the other `per`: no slots (they mean something else); start afresh.
+      for (const raw of savedSlots(j, s, what, per)) {
+        const o = slotObject<SlotJSON>(raw, what);
         const sl = newSlot();
         sl.base = decayedFromJSON(o.base, what);
         sl.firstTs = numOrNull(o.firstTs, `${what}.slots.firstTs`);

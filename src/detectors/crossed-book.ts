@@ -13,7 +13,11 @@
 import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type FeedStatus, type Quote, type Severity } from '../core/events.ts';
 import { formatDuration, formatFixed, priceDecimals, round } from './format.ts';
-import { formatBps, hasBothSides, midOf, num, numOrNull, strOrNull } from './market-common.ts';
+import { findingCooling } from './cooldown.ts';
+import { bookStatusEnds } from './feed-status.ts';
+import { fieldNum, fieldStr } from './json-state.ts';
+import { formatBps, hasBothSides, midOf, num, numOrNull } from './market-common.ts';
+import { distinctRefs } from './triggers.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 export const crossedBookParams = z.strictObject({
@@ -85,15 +89,12 @@ function makeInstance(params: CrossedBookParams, ruleId: string): DetectorInstan
   const fire = (s: CrossedBookState, q: Quote, ep: Episode, ended: boolean, out: FindingDraft[]): void => {
     ep.fired = true;
     const ts = q.ts;
-    if (s.lastFindingTs !== null && ts - s.lastFindingTs < cooldownMs && ts >= s.lastFindingTs) return;
-    s.lastFindingTs = ts;
+    if (findingCooling(s, ts, cooldownMs)) return;
     const durationMs = ts - ep.start;
     const locked = !(ep.peak > 0);
     const d = priceDecimals(ep.bid, ep.ask);
     const trigger = eventRef(q);
-    const triggers = [ep.startRef];
-    if (!triggers.includes(ep.peakRef)) triggers.push(ep.peakRef);
-    if (!triggers.includes(trigger)) triggers.push(trigger);
+    const triggers = distinctRefs(ep.startRef, ep.peakRef, trigger);
     const state = locked
       ? `locked (bid = ask = ${formatFixed(ep.bid, d)})`
       : `crossed (bid ${formatFixed(ep.bid, d)} > ask ${formatFixed(ep.ask, d)}, ${formatBps(ep.cross)}${ep.peak > ep.cross ? `, peak ${formatBps(ep.peak)}` : ''})`;
@@ -136,22 +137,7 @@ function makeInstance(params: CrossedBookParams, ruleId: string): DetectorInstan
   };
 
   const onStatus = (s: CrossedBookState, ev: FeedStatus): void => {
-    switch (ev.status) {
-      case 'book_reset':
-        s.resyncing = true;
-        s.episode = null;
-        break;
-      case 'book_synced':
-        s.resyncing = false;
-        break;
-      case 'disconnected':
-      case 'gap':
-      case 'stale':
-        s.episode = null;
-        break;
-      case 'connected':
-        break;
-    }
+    if (bookStatusEnds(s, ev.status)) s.episode = null;
   };
 
   const onQuote = (s: CrossedBookState, q: Quote, out: FindingDraft[]): void => {
@@ -232,12 +218,9 @@ function makeInstance(params: CrossedBookParams, ruleId: string): DetectorInstan
       const e = j.episode as Record<string, unknown> | null | undefined;
       if (e !== null && e !== undefined) {
         if (typeof e !== 'object') throw new TypeError('crossed_book: episode must be an object or null');
-        const n = (k: string): number => num(e[k], `crossed_book: episode.${k}`);
-        const str = (k: string): string => {
-          const v = strOrNull(e[k], `crossed_book: episode.${k}`);
-          if (v === null) throw new TypeError(`crossed_book: episode.${k} must be a string`);
-          return v;
-        };
+        const w = 'crossed_book: episode';
+        const n = (k: string): number => fieldNum(e, k, w);
+        const str = (k: string): string => fieldStr(e, k, w);
         const ep: Episode = {
           start: n('start'), startRef: str('startRef'), count: n('count'), bid: n('bid'), ask: n('ask'),
           cross: n('cross'), peak: n('peak'), peakRef: str('peakRef'), fired: e.fired === true,

@@ -16,25 +16,30 @@
  * Work per trade: O(1), plus O(log n + maxSamples memmove) once per interval close.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type Severity, type Trade } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Trade } from '../core/events.ts';
 import { TimeWindow } from '../stats/event-window.ts';
 import { SortedWindow } from '../stats/sorted-window.ts';
 import { formatDuration, formatFixed, formatIntervalAdjective, formatPercent, priceDecimals, round } from './format.ts';
+import {
+  checkIntervalReturnParams,
+  fileTrade,
+  intervalReturnParamShape,
+  intervalReturnsToJSON,
+  refreshBaseline,
+  restoreReturns,
+  type IntervalReturns,
+  type IntervalReturnsJSON,
+} from './interval-returns.ts';
+import { isNum, isNumOrNull, requireNums } from './json-state.ts';
+import { MAD_TO_SIGMA } from './market-common.ts';
+import { gradeByMultiple } from './severity.ts';
+import { distinctRefs } from './triggers.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
-
-/** Scales MAD to a standard deviation for normally distributed data. */
-const MAD_TO_SIGMA = 1.4826;
 
 export const disorderlyTradingParams = z
   .strictObject({
-    /** Returns are sampled between consecutive event-time intervals of this length that had trades. */
-    intervalMs: z.number().int().positive().default(1000),
-    /** Baseline window of past interval returns, event time. */
-    windowMs: z.number().int().positive().default(300_000),
-    /** Bound on baseline samples (memory per key). */
-    maxSamples: z.number().int().min(2).max(1_000_000).default(600),
-    /** No evaluation before the baseline holds this many returns. */
-    minSamples: z.number().int().min(1).default(20),
+    /** intervalMs, windowMs, maxSamples, minSamples: the baseline (interval-returns.ts). */
+    ...intervalReturnParamShape,
     /** Robust z-score of the spike's move (from the previous interval's close) that starts a spike. */
     zThreshold: z.number().finite().positive().default(6),
     /** The spike's move must also be at least this large (basis points of log return). */
@@ -48,10 +53,7 @@ export const disorderlyTradingParams = z
     /** At most one finding per key within this time. */
     cooldownMs: z.number().int().nonnegative().default(60_000),
   })
-  .superRefine((p, ctx) => {
-    if (p.minSamples > p.maxSamples) ctx.addIssue({ code: 'custom', path: ['minSamples'], message: `must be <= maxSamples (${p.maxSamples})` });
-    if (p.windowMs < p.intervalMs) ctx.addIssue({ code: 'custom', path: ['windowMs'], message: `must be >= intervalMs (${p.intervalMs})` });
-  });
+  .superRefine(checkIntervalReturnParams);
 export type DisorderlyTradingParams = z.infer<typeof disorderlyTradingParams>;
 
 export interface Spike {
@@ -71,50 +73,25 @@ export interface Spike {
   samples: number;
 }
 
-export interface DisorderlyTradingState {
+/** The baseline (interval-returns.ts), and: */
+export interface DisorderlyTradingState extends IntervalReturns {
   key: string;
-  curIdx: number | null;
-  curClose: number;
-  curCloseTs: number;
-  prevClose: number | null;
-  prevCloseTs: number | null;
-  returns: TimeWindow<number>;
-  sorted: SortedWindow;
-  median: number;
-  mad: number;
   spike: Spike | null;
   lastFireTs: number | null;
-  trades: number;
-  late: number;
 }
 
-interface DisorderlyTradingJSON {
+interface DisorderlyTradingJSON extends IntervalReturnsJSON {
   v: 1;
   key: string;
   /** Interval length the state was written under (a hot reload may change it). */
   intervalMs: number;
-  curIdx: number | null;
-  curClose: number;
-  curCloseTs: number;
-  prevClose: number | null;
-  prevCloseTs: number | null;
-  horizon: number | null;
-  sampleTs: number[];
-  sampleR: number[];
   spike: Spike | null;
   lastFireTs: number | null;
   trades: number;
   late: number;
 }
 
-function severityFor(absZ: number, threshold: number): Severity {
-  if (absZ >= 4 * threshold) return 'critical';
-  if (absZ >= 2 * threshold) return 'high';
-  return 'medium';
-}
-
-const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
-const isNumOrNull = (x: unknown): x is number | null => x === null || isNum(x);
+const SPIKE_NUMS = ['refPx', 'refTs', 'startTs', 'startPx', 'extremePx', 'extremeTs', 'median', 'mad', 'scale', 'samples'] as const;
 
 function makeInstance(params: DisorderlyTradingParams, ruleId: string): DetectorInstance<DisorderlyTradingState> {
   const p = params;
@@ -138,19 +115,6 @@ function makeInstance(params: DisorderlyTradingParams, ruleId: string): Detector
     late: 0,
   });
 
-  const addSample = (s: DisorderlyTradingState, sampleTs: number, r: number | null, now: number): void => {
-    const evict = (v: number): void => {
-      s.sorted.remove(v);
-    };
-    if (r !== null) {
-      s.returns.push(sampleTs, r, evict);
-      s.sorted.insert(r);
-    }
-    s.returns.expire(now, evict);
-    s.median = s.sorted.median();
-    s.mad = s.sorted.mad();
-  };
-
   const fire = (s: DisorderlyTradingState, sp: Spike, t: Trade, reverted: number, out: FindingDraft[]): void => {
     const ts = t.ts;
     const move = Math.log(sp.extremePx / sp.refPx);
@@ -159,9 +123,9 @@ function makeInstance(params: DisorderlyTradingParams, ruleId: string): Detector
     const moveBps = move * 1e4;
     const dec = Math.max(priceDecimals(sp.refPx, sp.extremePx), priceDecimals(t.price, t.price));
     const ref = eventRef(t);
-    const triggers = [sp.startRef, sp.extremeRef, ref].filter((r, i, a) => a.indexOf(r) === i);
+    const triggers = distinctRefs(sp.startRef, sp.extremeRef, ref);
     out.push({
-      severity: severityFor(absZ, p.zThreshold),
+      severity: gradeByMultiple(absZ, p.zThreshold),
       score: round(absZ, 4),
       venue: t.venue,
       symbol: t.symbol,
@@ -199,28 +163,7 @@ function makeInstance(params: DisorderlyTradingParams, ruleId: string): Detector
     const ts = t.ts;
     const price = t.price;
     if (!(price > 0) || !Number.isFinite(price) || !Number.isFinite(ts)) return;
-    const idx = Math.floor(ts / p.intervalMs);
-    if (s.curIdx === null) {
-      s.trades += 1;
-      s.curIdx = idx;
-      s.curClose = price;
-      s.curCloseTs = ts;
-      return;
-    }
-    if (idx < s.curIdx) {
-      s.late += 1;
-      return;
-    }
-    s.trades += 1;
-    if (idx > s.curIdx) {
-      const r = s.prevClose === null ? null : Math.log(s.curClose / s.prevClose);
-      addSample(s, s.curIdx * p.intervalMs, r, idx * p.intervalMs);
-      s.prevClose = s.curClose;
-      s.prevCloseTs = s.curCloseTs;
-      s.curIdx = idx;
-    }
-    s.curClose = price;
-    s.curCloseTs = ts;
+    if (!fileTrade(s, price, ts, p.intervalMs)) return;
 
     // A spike under way: extend its extreme, complete it, or drop it when it lasted too long.
     const sp = s.spike;
@@ -282,19 +225,11 @@ function makeInstance(params: DisorderlyTradingParams, ruleId: string): Detector
       if (ev.kind === 'trade') onTrade(state, ev, out);
     },
     toJSON(s: DisorderlyTradingState): DisorderlyTradingJSON {
-      const w = s.returns.toJSON();
       return {
         v: 1,
         key: s.key,
         intervalMs: p.intervalMs,
-        curIdx: s.curIdx,
-        curClose: s.curClose,
-        curCloseTs: s.curCloseTs,
-        prevClose: s.prevClose,
-        prevCloseTs: s.prevCloseTs,
-        horizon: w.horizon,
-        sampleTs: w.ts,
-        sampleR: w.values,
+        ...intervalReturnsToJSON(s),
         spike: s.spike ? { ...s.spike } : null,
         lastFireTs: s.lastFireTs,
         trades: s.trades,
@@ -322,9 +257,7 @@ function makeInstance(params: DisorderlyTradingParams, ruleId: string): Detector
       let spike: Spike | null = null;
       if (j.spike) {
         const o = j.spike as unknown as Record<string, unknown>;
-        for (const k of ['refPx', 'refTs', 'startTs', 'startPx', 'extremePx', 'extremeTs', 'median', 'mad', 'scale', 'samples']) {
-          if (!isNum(o[k])) throw new TypeError(`disorderly_trading: spike.${k} must be a number`);
-        }
+        requireNums(o, SPIKE_NUMS, 'disorderly_trading: spike');
         if (typeof o.up !== 'boolean' || typeof o.startRef !== 'string' || typeof o.extremeRef !== 'string') {
           throw new TypeError('disorderly_trading: spike is malformed');
         }
@@ -340,17 +273,7 @@ function makeInstance(params: DisorderlyTradingParams, ruleId: string): Detector
       s.lastFireTs = j.lastFireTs as number | null;
       s.trades = j.trades as number;
       s.late = j.late as number;
-      const evict = (v: number): void => {
-        s.sorted.remove(v);
-      };
-      for (let i = 0; i < j.sampleTs.length; i++) {
-        const ts = j.sampleTs[i];
-        const r = j.sampleR[i];
-        if (!isNum(ts) || !isNum(r)) throw new TypeError('disorderly_trading: baseline samples must be numbers');
-        s.returns.push(ts, r, evict);
-        s.sorted.insert(r);
-      }
-      if (typeof j.horizon === 'number') s.returns.expire(j.horizon, evict);
+      restoreReturns(s, j.sampleTs, j.sampleR, j.horizon, 'disorderly_trading');
       if (j.intervalMs !== p.intervalMs) {
         // Returns over intervals of another length have another scale, and the open interval's index no
         // longer fits: the baseline starts again (a spike under way keeps its frozen baseline).
@@ -360,8 +283,7 @@ function makeInstance(params: DisorderlyTradingParams, ruleId: string): Detector
         s.prevClose = null;
         s.prevCloseTs = null;
       }
-      s.median = s.sorted.median();
-      s.mad = s.sorted.mad();
+      refreshBaseline(s);
       return s;
     },
   };

@@ -27,6 +27,7 @@
  */
 import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type FeedStatus, type Quote, type Severity, type Trade } from '../core/events.ts';
+import { findingCooling } from './cooldown.ts';
 import { formatDuration, formatTime, formatTimes, round } from './format.ts';
 import { RobustWindow, num, numOrNull, strOrNull } from './market-common.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
@@ -176,8 +177,7 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
           s.lastOutageTs = ts;
           out.push(finding(s, ev, kind, st, prev, prevRef, gap, limit, first, notes, 'low'));
         }
-      } else if (!cooled(st.lastFindingTs, ts)) {
-        st.lastFindingTs = ts;
+      } else if (!findingCooling(st, ts, cooldownMs)) {
         const x = gap / limit;
         const severity: Severity = x >= 20 ? 'critical' : x >= 4 ? 'high' : 'medium';
         out.push(finding(s, ev, kind, st, prev, prevRef, gap, limit, undefined, notes, severity));

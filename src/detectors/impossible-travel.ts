@@ -16,9 +16,12 @@
  * compared, not stored). Country-only transactions are not judged (no centroid fallback). O(1) per event.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type Severity, type Transaction } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Transaction } from '../core/events.ts';
+import { fireCooling } from './cooldown.ts';
 import { formatFixed, round } from './format.ts';
-import { arr, formatSpan, lruEntry, num, numOrNull, riskScore, str, strOrNull, trimLru, v1Object } from './tx-common.ts';
+import { formatSpan, lruEntry, num, numOrNull, riskScore, str, strOrNull, trimLru, v1Object } from './tx-common.ts';
+import { savedSlots, slotObject } from './tx-slots.ts';
+import { gradeAbove } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft, RiskSignal } from './types.ts';
 
 /** Mean Earth radius (IUGG), km. */
@@ -87,12 +90,6 @@ interface ImpossibleTravelJSON {
   judged: number;
 }
 
-function severityFor(speedRatio: number): Severity {
-  if (speedRatio >= 5) return 'critical';
-  if (speedRatio >= 2) return 'high';
-  return 'medium';
-}
-
 function place(l: { lat: number; lon: number; country: string | null }): string {
   return `${formatFixed(l.lat, 3)}, ${formatFixed(l.lon, 3)}${l.country ? ` ${l.country}` : ''}`;
 }
@@ -131,8 +128,7 @@ function makeInstance(params: ImpossibleTravelParams, ruleId: string): DetectorI
       });
     }
     if (!(distanceKm >= minDistanceKm && speedKmh > maxSpeedKmh)) return;
-    if (slot.lastFireTs !== null && ts >= slot.lastFireTs && ts - slot.lastFireTs < cooldownMs) return;
-    slot.lastFireTs = ts;
+    if (fireCooling(slot, ts, cooldownMs)) return;
 
     const [first, second] = ts >= prev.ts ? [prev, here] : [here, prev];
     const who = per === 'card' && t.card ? `${t.account} card ${t.card}` : t.account;
@@ -140,7 +136,7 @@ function makeInstance(params: ImpossibleTravelParams, ruleId: string): DetectorI
       `${who} transacted at ${place(first)} and ${formatSpan(second.ts - first.ts)} later at ${place(second)}, ` +
       `${formatFixed(distanceKm, 0)} km apart: ${formatFixed(speedKmh, 0)} km/h implied (limit ${formatFixed(maxSpeedKmh, 0)} km/h)`;
     out.push({
-      severity: severityFor(speedRatio),
+      severity: gradeAbove(speedRatio, 5, 2),
       score: round(speedRatio, 4),
       account: t.account,
       key: t.account,
@@ -211,13 +207,9 @@ function makeInstance(params: ImpossibleTravelParams, ruleId: string): DetectorI
       const what = 'impossible_travel';
       const j = v1Object(json, what);
       const s = newState(j.key as string);
-      s.judged = num(j.judged ?? 0, `${what}.judged`);
-      const slots = arr(j.slots, `${what}.slots`);
-      // Saved under the other `per`: the slots mean something else; start the locations afresh.
-      if (j.per !== per) return s;
-      for (const raw of slots) {
-        const o = raw as Partial<SlotJSON> | null;
-        if (!o || typeof o !== 'object') throw new TypeError(`${what}: bad slot`);
+      // Saved under the other `per`: no slots (they mean something else); start the locations afresh.
+      for (const raw of savedSlots(j, s, what, per)) {
+        const o = slotObject<SlotJSON>(raw, what);
         s.slots.set(str(o.k, `${what}.slots.k`), { last: locFromJSON(o.last, `${what}.slots.last`), lastFireTs: numOrNull(o.lastFireTs, `${what}.slots.lastFireTs`) });
       }
       trimLru(s.slots, per === 'card' ? maxCards : 1);

@@ -25,6 +25,9 @@
 import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type Order, type Severity } from '../core/events.ts';
 import { formatDuration, formatFixed, formatPercent, formatTimes, priceDecimals, round } from './format.ts';
+import { isMirrorFill, restoreFillIdentities, type FillIdentity } from './fill-identity.ts';
+import { isNum, isNumOrNull as numOrNull, isStr } from './json-state.ts';
+import { gradeAbove } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 const DAY_MS = 86_400_000;
@@ -84,12 +87,6 @@ export const markingTheCloseParams = z
     }
   });
 export type MarkingTheCloseParams = z.infer<typeof markingTheCloseParams>;
-
-interface FillIdentity {
-  ts: number;
-  b: number;
-  s: number;
-}
 
 interface AccountWindow {
   /** The close this window belongs to. */
@@ -159,23 +156,8 @@ interface MarkingTheCloseJSON {
   closes: number;
 }
 
-function isStr(x: unknown): x is string {
-  return typeof x === 'string';
-}
-function isNum(x: unknown): x is number {
-  return typeof x === 'number' && Number.isFinite(x);
-}
-function numOrNull(x: unknown): x is number | null {
-  return x === null || isNum(x);
-}
 const finiteOr = (x: number | null | undefined, dflt: number): number => (typeof x === 'number' && Number.isFinite(x) ? x : dflt);
 const jsonTs = (x: number): number | null => (Number.isFinite(x) ? x : null);
-
-function severityFor(g: number): Severity {
-  if (g >= 3) return 'critical';
-  if (g >= 2) return 'high';
-  return 'medium';
-}
 
 function qtyText(q: number): string {
   return formatFixed(q, priceDecimals(q, q));
@@ -249,27 +231,6 @@ function makeInstance(params: MarkingTheCloseParams, ruleId: string): DetectorIn
     return st;
   };
 
-  const isMirror = (s: MarkingTheCloseState, id: string, ts: number, buySide: boolean, now: number): boolean => {
-    const e = s.recent.get(id);
-    if (e) {
-      if (buySide) {
-        const mirror = e.b < e.s;
-        e.b += 1;
-        return mirror;
-      }
-      const mirror = e.s < e.b;
-      e.s += 1;
-      return mirror;
-    }
-    s.recent.set(id, { ts, b: buySide ? 1 : 0, s: buySide ? 0 : 1 });
-    while (s.recent.size > maxRecentFills) s.recent.delete(s.recent.keys().next().value as string);
-    for (const [k, v] of s.recent) {
-      if (v.ts > now - dedupeMs) break;
-      s.recent.delete(k);
-    }
-    return false;
-  };
-
   const onFill = (s: MarkingTheCloseState, o: Order, inWindow: boolean, close: number): void => {
     const q = o.fillQty;
     const px = o.fillPrice;
@@ -280,7 +241,7 @@ function makeInstance(params: MarkingTheCloseParams, ruleId: string): DetectorIn
     const buyer = buySide ? o.account : cp;
     const seller = buySide ? cp : o.account;
     const id = `${ts}${SEP}${px}${SEP}${q}${SEP}${buyer ?? ''}${SEP}${seller ?? ''}`;
-    if (isMirror(s, id, ts, buySide, s.wm as number)) return;
+    if (isMirrorFill(s.recent, id, ts, buySide, s.wm as number, maxRecentFills, dedupeMs)) return;
 
     if (ts >= s.lastPxTs) {
       s.lastPx = px;
@@ -364,7 +325,7 @@ function makeInstance(params: MarkingTheCloseParams, ruleId: string): DetectorIn
           `while the price moved ${formatFixed(Math.abs(moveBps), 1)} bps ${moveBps > 0 ? 'up' : 'down'} (${formatFixed(refPx, d)} → ${formatFixed(closePx, d)}); ` +
           (ratio === null ? `it had not traded in that window on the last ${obs.length} days` : `${formatTimes(ratio)} its usual ${qtyText(round(usual, 4))} in that window`);
         out.push({
-          severity: severityFor(g),
+          severity: gradeAbove(g, 3, 2),
           score: round(impactBps, 4),
           venue: ev.venue,
           symbol: ev.symbol,
@@ -508,11 +469,7 @@ function makeInstance(params: MarkingTheCloseParams, ruleId: string): DetectorIn
         if (!Array.isArray(e) || !isNum(e[0]) || !Array.isArray(e[1]) || !e[1].every(isNum)) throw new TypeError('marking_the_close: bad observed closes in state JSON');
         if (minutes.includes(e[0])) s.observed.set(e[0], e[1].slice(-baselineDays));
       }
-      for (const e of j.recent) {
-        if (!Array.isArray(e) || !isStr(e[0]) || !isNum(e[1]) || !isNum(e[2]) || !isNum(e[3])) throw new TypeError('marking_the_close: bad fill identity in state JSON');
-        s.recent.set(e[0], { ts: e[1], b: e[2], s: e[3] });
-      }
-      while (s.recent.size > maxRecentFills) s.recent.delete(s.recent.keys().next().value as string);
+      restoreFillIdentities(s.recent, j.recent, maxRecentFills, 'marking_the_close');
 
       const nextClose = j.nextClose ?? null;
       if (nextClose !== null && minutes.includes(minuteOfDay(nextClose))) {

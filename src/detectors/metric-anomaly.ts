@@ -15,13 +15,15 @@
  * by `rate`, which files them into their bucket while it is in the window.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type Metric, type Severity } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Metric } from '../core/events.ts';
 import type { RateCounter } from '../stats/rate.ts';
 import {
+  checkSpikeParams,
   newSpikeCounter,
   newSpikeEpisode,
   readSpikeEpisode,
   restoreSpikeCounter,
+  spikeBaselineEvidence,
   spikeCheck,
   spikeEpisodeStarts,
   type SpikeConfig,
@@ -29,7 +31,10 @@ import {
 } from './cores/bucket-spike.ts';
 import { newRobustBaseline, robustAdd, robustExpire, robustFromJSON, robustScale, robustToJSON, type RobustBaseline } from './cores/robust-z.ts';
 import { newVolShift, volShiftFromJSON, volShiftObserve, volShiftToJSON, type VolShiftConfig, type VolShiftState } from './cores/vol-shift.ts';
+import { directionCooling } from './cooldown.ts';
 import { formatDuration, formatFixed, formatIntervalAdjective, formatTime, formatTimes, round } from './format.ts';
+import { finiteOrNull as num } from './json-state.ts';
+import { gradeByMultiple, gradeByRatio } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 export const metricAnomalyParams = z
@@ -79,11 +84,7 @@ export const metricAnomalyParams = z
   })
   .superRefine((p, ctx) => {
     if (p.minSamples > p.maxSamples) ctx.addIssue({ code: 'custom', path: ['minSamples'], message: `must be <= maxSamples (${p.maxSamples})` });
-    if (p.baselineMs < 2 * p.bucketMs) ctx.addIssue({ code: 'custom', path: ['baselineMs'], message: `must be >= 2 × bucketMs (${2 * p.bucketMs})` });
-    if (p.baselineMs / p.bucketMs > 10_000) ctx.addIssue({ code: 'custom', path: ['baselineMs'], message: 'must hold at most 10,000 buckets' });
-    if (p.minBaselineBuckets > Math.ceil(p.baselineMs / p.bucketMs)) {
-      ctx.addIssue({ code: 'custom', path: ['minBaselineBuckets'], message: `must be <= baselineMs / bucketMs (${Math.ceil(p.baselineMs / p.bucketMs)})` });
-    }
+    checkSpikeParams(p, ctx);
   });
 export type MetricAnomalyParams = z.infer<typeof metricAnomalyParams>;
 
@@ -137,12 +138,6 @@ function signed(x: number): string {
   return `${x > 0 ? '+' : ''}${formatValue(x)}`;
 }
 
-function gradeBy(x: number, threshold: number): Severity {
-  if (x >= 4 * threshold) return 'critical';
-  if (x >= 2 * threshold) return 'high';
-  return 'medium';
-}
-
 function makeInstance(params: MetricAnomalyParams, ruleId: string): DetectorInstance<MetricAnomalyState> {
   const { method, on, direction, windowMs, maxSamples, minSamples, zThreshold, minScale, minDeviation, cooldownMs } = params;
   const spikeCfg: SpikeConfig = {
@@ -173,15 +168,6 @@ function makeInstance(params: MetricAnomalyParams, ruleId: string): DetectorInst
     late: 0,
   });
 
-  /** Cooldown per direction; records the finding time when it may fire. */
-  const cooled = (s: MetricAnomalyState, up: boolean, ts: number): boolean => {
-    const last = up ? s.lastUpTs : s.lastDownTs;
-    if (last !== null && ts >= last && ts - last < cooldownMs) return true;
-    if (up) s.lastUpTs = ts;
-    else s.lastDownTs = ts;
-    return false;
-  };
-
   const base = (m: Metric) => ({ key: `${m.source}:${m.key}`, ts: m.ts, windowEnd: m.ts, trigger: eventRef(m) });
 
   const onRobust = (s: MetricAnomalyState, m: Metric, out: FindingDraft[]): void => {
@@ -205,7 +191,7 @@ function makeInstance(params: MetricAnomalyParams, ruleId: string): DetectorInst
         const up = dev > 0;
         if (up ? watchUp : watchDown) {
           dir = up ? 'up' : 'down';
-          if (s.runDir !== dir && !cooled(s, up, m.ts)) {
+          if (s.runDir !== dir && !directionCooling(s, up, m.ts, cooldownMs)) {
             const zOut = Math.max(-Z_CAP, Math.min(Z_CAP, zRaw));
             const span = `${formatFixed(b.sorted.size, 0)} ${on === 'value' ? 'values' : 'changes'}`;
             const name = `${m.source}:${m.key}`;
@@ -216,7 +202,7 @@ function makeInstance(params: MetricAnomalyParams, ruleId: string): DetectorInst
             const zText = scale > 0 ? `robust z ${formatFixed(zOut, 1)}` : 'after no variation at all';
             fired = {
               ...base(m),
-              severity: scale > 0 ? gradeBy(absZ, zThreshold) : 'high',
+              severity: scale > 0 ? gradeByMultiple(absZ, zThreshold) : 'high',
               score: round(Math.abs(zOut), 4),
               windowStart: Math.min(b.window.oldestTs ?? m.ts, m.ts),
               summary: `Metric ${name} ${what}, ${zText}`,
@@ -260,7 +246,7 @@ function makeInstance(params: MetricAnomalyParams, ruleId: string): DetectorInst
         : `had ${formatFixed(st.count, 0)} values (sum ${formatValue(st.sum)})`;
     out.push({
       ...base(m),
-      severity: gradeBy(st.ratio, params.ratio),
+      severity: gradeByMultiple(st.ratio, params.ratio),
       score: round(st.ratio, 4),
       windowStart: Math.min(rc.windowStart, m.ts),
       summary:
@@ -269,16 +255,7 @@ function makeInstance(params: MetricAnomalyParams, ruleId: string): DetectorInst
         `(${st.refIsMedian ? 'median' : 'mean'} over ${formatDuration(params.baselineMs)})`,
       evidence: {
         observed: { method, measure: params.measure, value: st.value, count: st.count, sum: st.sum, ratio: round(st.ratio, 4), z: round(st.z, 4), bucketStart: st.bucketStart },
-        baseline: {
-          median: st.median,
-          mad: st.mad,
-          scale: st.scale,
-          reference: st.ref,
-          referenceIs: st.refIsMedian ? 'median' : 'mean',
-          buckets: st.baselineBuckets,
-          meanCount: st.countMean,
-          meanSum: st.sumMean,
-        },
+        baseline: { ...spikeBaselineEvidence(st), meanCount: st.countMean, meanSum: st.sumMean },
         threshold: { ratio: params.ratio, z: zThreshold, minBucketValue: params.minBucketValue, bucketMs: params.bucketMs },
         triggers: [eventRef(m)],
       },
@@ -294,12 +271,12 @@ function makeInstance(params: MetricAnomalyParams, ruleId: string): DetectorInst
     const a = volShiftObserve(s.vol as VolShiftState, volCfg, m.ts, x);
     if (a === null) return;
     const up = a.direction === 'up';
-    if (cooled(s, up, m.ts)) return;
+    if (directionCooling(s, up, m.ts, cooldownMs)) return;
     const f = up ? a.ratio : 1 / a.ratio;
     const name = `${m.source}:${m.key}`;
     out.push({
       ...base(m),
-      severity: f >= 2 * params.volRatio ? 'critical' : f >= 1.5 * params.volRatio ? 'high' : f >= params.volRatio ? 'medium' : 'low',
+      severity: gradeByRatio(f, params.volRatio),
       score: round(f, 4),
       windowStart: Math.min(a.startTs, m.ts),
       summary:
@@ -361,7 +338,6 @@ function makeInstance(params: MetricAnomalyParams, ruleId: string): DetectorInst
       const j = json as Partial<MetricAnomalyJSON> | null;
       if (!j || j.v !== 1 || typeof j.key !== 'string') throw new TypeError('metric_anomaly: state JSON is not a v1 metric_anomaly state');
       const s = newState(j.key);
-      const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
       s.last = num(j.last);
       s.lastTs = num(j.lastTs);
       s.lastUpTs = num(j.lastUpTs);

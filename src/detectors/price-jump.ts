@@ -12,25 +12,31 @@
  * cooldownMs. Work per trade: O(1), plus O(log n + maxSamples memmove) once per interval close.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type Severity, type Trade } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Trade } from '../core/events.ts';
 import { SortedWindow } from '../stats/sorted-window.ts';
 import { TimeWindow } from '../stats/event-window.ts';
 import { formatDuration, formatFixed, formatIntervalAdjective, priceDecimals, round } from './format.ts';
+import {
+  checkIntervalReturnParams,
+  fileTrade,
+  intervalReturnParamShape,
+  intervalReturnsToJSON,
+  refreshBaseline,
+  restoreReturns,
+  type IntervalReturns,
+  type IntervalReturnsJSON,
+} from './interval-returns.ts';
+import { MAD_TO_SIGMA } from './market-common.ts';
+import { gradeByMultiple } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
-/** Scales MAD to a standard deviation for normally distributed data. */
-export const MAD_TO_SIGMA = 1.4826;
+/** Scales MAD to a standard deviation for normally distributed data (re-exported for amount_anomaly). */
+export { MAD_TO_SIGMA };
 
 export const priceJumpParams = z
   .strictObject({
-    /** Returns are sampled between consecutive event-time intervals of this length that had trades. */
-    intervalMs: z.number().int().positive().default(1000),
-    /** Baseline window of past interval returns, event time. */
-    windowMs: z.number().int().positive().default(300_000),
-    /** Bound on baseline samples (memory per key). */
-    maxSamples: z.number().int().min(2).max(1_000_000).default(600),
-    /** No evaluation before the baseline holds this many returns. */
-    minSamples: z.number().int().min(1).default(20),
+    /** intervalMs, windowMs, maxSamples, minSamples: the baseline (interval-returns.ts). */
+    ...intervalReturnParamShape,
     /** Robust z-score that fires. */
     zThreshold: z.number().finite().positive().default(6),
     /** The move must also be at least this large (basis points of log return). */
@@ -40,68 +46,26 @@ export const priceJumpParams = z
     /** At most one finding per key and direction within this time. */
     cooldownMs: z.number().int().nonnegative().default(10_000),
   })
-  .superRefine((p, ctx) => {
-    if (p.minSamples > p.maxSamples) {
-      ctx.addIssue({ code: 'custom', path: ['minSamples'], message: `must be <= maxSamples (${p.maxSamples})` });
-    }
-    if (p.windowMs < p.intervalMs) {
-      ctx.addIssue({ code: 'custom', path: ['windowMs'], message: `must be >= intervalMs (${p.intervalMs})` });
-    }
-  });
+  .superRefine(checkIntervalReturnParams);
 export type PriceJumpParams = z.infer<typeof priceJumpParams>;
 
-export interface PriceJumpState {
+/** The baseline (interval-returns.ts; the previous interval's close is the live check's reference), and: */
+export interface PriceJumpState extends IntervalReturns {
   key: string;
-  /** Index (floor(ts / intervalMs)) of the open interval; null before the first trade. */
-  curIdx: number | null;
-  /** Last price of the open interval, and its trade's time. */
-  curClose: number;
-  curCloseTs: number;
-  /** Close of the previous interval that had trades (the live check's reference), and its trade's time. */
-  prevClose: number | null;
-  prevCloseTs: number | null;
-  /** Baseline returns by interval start time; `sorted` holds the same values, ordered. */
-  returns: TimeWindow<number>;
-  sorted: SortedWindow;
-  /** Cached baseline median and MAD (change only when an interval closes). */
-  median: number;
-  mad: number;
   /** Last finding time per direction (cooldown). */
   lastUpTs: number | null;
   lastDownTs: number | null;
-  /** Trades used, and trades ignored because they fell before the open interval. */
-  trades: number;
-  late: number;
 }
 
-interface PriceJumpJSON {
+interface PriceJumpJSON extends IntervalReturnsJSON {
   v: 1;
   key: string;
   /** The interval length the state was built with (absent in states saved before it was recorded). */
   intervalMs?: number;
-  curIdx: number | null;
-  curClose: number;
-  curCloseTs: number;
-  prevClose: number | null;
-  prevCloseTs: number | null;
-  horizon: number | null;
-  sampleTs: number[];
-  sampleR: number[];
   lastUpTs: number | null;
   lastDownTs: number | null;
   trades: number;
   late: number;
-}
-
-function severityFor(absZ: number, threshold: number): Severity {
-  if (absZ >= 4 * threshold) return 'critical';
-  if (absZ >= 2 * threshold) return 'high';
-  return 'medium';
-}
-
-function refreshBaseline(s: PriceJumpState): void {
-  s.median = s.sorted.median();
-  s.mad = s.sorted.mad();
 }
 
 function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance<PriceJumpState> {
@@ -126,47 +90,11 @@ function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance
     late: 0,
   });
 
-  /** Adds a closed interval's return to the baseline and expires what the new interval start pushes out. */
-  const addSample = (s: PriceJumpState, sampleTs: number, r: number | null, now: number): void => {
-    const evict = (v: number): void => {
-      s.sorted.remove(v);
-    };
-    // The TimeWindow evicts (by time and count) before the value goes into the equally bounded SortedWindow.
-    if (r !== null) {
-      s.returns.push(sampleTs, r, evict);
-      s.sorted.insert(r);
-    }
-    s.returns.expire(now, evict);
-    refreshBaseline(s);
-  };
-
   const onTrade = (s: PriceJumpState, t: Trade, out: FindingDraft[]): void => {
     const ts = t.ts;
     const price = t.price;
     if (!(price > 0) || !Number.isFinite(price) || !Number.isFinite(ts)) return;
-    const idx = Math.floor(ts / intervalMs);
-    if (s.curIdx === null) {
-      s.trades += 1;
-      s.curIdx = idx;
-      s.curClose = price;
-      s.curCloseTs = ts;
-      return; // nothing to compare with yet
-    }
-    if (idx < s.curIdx) {
-      s.late += 1;
-      return;
-    }
-    s.trades += 1;
-    if (idx > s.curIdx) {
-      // Close the open interval: its return against the previous trading interval joins the baseline.
-      const r = s.prevClose === null ? null : Math.log(s.curClose / s.prevClose);
-      addSample(s, s.curIdx * intervalMs, r, idx * intervalMs);
-      s.prevClose = s.curClose;
-      s.prevCloseTs = s.curCloseTs;
-      s.curIdx = idx;
-    }
-    s.curClose = price;
-    s.curCloseTs = ts;
+    if (!fileTrade(s, price, ts, intervalMs)) return; // first trade (nothing to compare with yet) or late
 
     // Live check against the cached baseline.
     if (s.prevClose === null || s.sorted.size < minSamples) return;
@@ -193,13 +121,13 @@ function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance
       `${formatFixed(absZ, 1)}× its usual ${formatIntervalAdjective(intervalMs)} move`;
     const trigger = eventRef(t);
     out.push({
-      severity: severityFor(absZ, zThreshold),
+      severity: gradeByMultiple(absZ, zThreshold),
       score: round(absZ, 4),
       venue: t.venue,
       symbol: t.symbol,
       key: `${t.venue}:${t.symbol}`,
       ts,
-      windowStart: Math.min(s.returns.oldestTs ?? s.curIdx * intervalMs, ts),
+      windowStart: Math.min(s.returns.oldestTs ?? (s.curIdx as number) * intervalMs, ts),
       windowEnd: ts,
       summary,
       trigger,
@@ -235,19 +163,11 @@ function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance
       if (ev.kind === 'trade') onTrade(state, ev, out);
     },
     toJSON(s: PriceJumpState): PriceJumpJSON {
-      const w = s.returns.toJSON();
       return {
         v: 1,
         key: s.key,
         intervalMs,
-        curIdx: s.curIdx,
-        curClose: s.curClose,
-        curCloseTs: s.curCloseTs,
-        prevClose: s.prevClose,
-        prevCloseTs: s.prevCloseTs,
-        horizon: w.horizon,
-        sampleTs: w.ts,
-        sampleR: w.values,
+        ...intervalReturnsToJSON(s),
         lastUpTs: s.lastUpTs,
         lastDownTs: s.lastDownTs,
         trades: s.trades,
@@ -273,15 +193,7 @@ function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance
       s.trades = j.trades ?? 0;
       s.late = j.late ?? 0;
       // Rebuild the baseline with the current parameters (identical to the saved one when they are unchanged).
-      const evict = (v: number): void => {
-        s.sorted.remove(v);
-      };
-      for (let i = 0; i < j.sampleTs.length; i++) {
-        const r = j.sampleR[i] as number;
-        s.returns.push(j.sampleTs[i] as number, r, evict);
-        s.sorted.insert(r);
-      }
-      if (typeof j.horizon === 'number') s.returns.expire(j.horizon, evict);
+      restoreReturns(s, j.sampleTs, j.sampleR, j.horizon);
       refreshBaseline(s);
       return s;
     },

@@ -24,11 +24,13 @@
  * from the running maximum, then a recovery of the same fraction) is watched with its own sub-state.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type Severity, type Trade } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Trade } from '../core/events.ts';
 import { TimeWindow } from '../stats/event-window.ts';
 import { Ewma } from '../stats/ewma.ts';
 import { SlidingExtremum } from '../stats/monotonic-deque.ts';
 import { formatDuration, formatFixed, formatPercent, formatTimes, priceDecimals, round } from './format.ts';
+import { isNum, isNumOrNull, requireNums } from './json-state.ts';
+import { gradeByMultiple } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 export const pumpAndDumpParams = z
@@ -118,37 +120,17 @@ export interface PumpAndDumpState {
   late: number;
 }
 
-interface PumpAndDumpJSON {
+/** The state as saved: its windows and deques in their own JSON forms. */
+type PumpAndDumpJSON = Omit<PumpAndDumpState, 'variance' | 'snaps' | 'lows' | 'highs' | 'lowRefs' | 'highRefs'> & {
   v: 1;
-  key: string;
   intervalMs: number;
-  curIdx: number | null;
-  curClose: number;
-  curMin: number;
-  curMinTs: number;
-  curMinRef: string;
-  curMax: number;
-  curMaxTs: number;
-  curMaxRef: string;
-  prevClose: number | null;
-  prevIdx: number | null;
   variance: unknown;
-  volW: number;
-  timeW: number;
-  volTs: number | null;
-  cumVol: number;
   snaps: unknown;
   lows: unknown;
   highs: unknown;
   lowRefs: unknown;
   highRefs: unknown;
-  up: Episode | null;
-  down: Episode | null;
-  lastUpTs: number | null;
-  lastDownTs: number | null;
-  trades: number;
-  late: number;
-}
+};
 
 const LN2 = Math.LN2;
 /** Floor under σ_interval (0.01 bps), so a market that never moved gives a finite score. */
@@ -156,11 +138,7 @@ const MIN_SIGMA = 1e-6;
 const UP_ONLY = [true] as const;
 const BOTH = [true, false] as const;
 
-function severityFor(sigmas: number, threshold: number): Severity {
-  if (sigmas >= 4 * threshold) return 'critical';
-  if (sigmas >= 2 * threshold) return 'high';
-  return 'medium';
-}
+const EPISODE_NUMS = ['startPx', 'startTs', 'fromTs', 'cum0', 'rate0', 'sigmaH', 'sigmaInterval', 'qualTs', 'peakPx', 'peakTs', 'volume', 'expectedVolume'] as const;
 
 function makeInstance(params: PumpAndDumpParams, ruleId: string): DetectorInstance<PumpAndDumpState> {
   const p = params;
@@ -341,7 +319,7 @@ function makeInstance(params: PumpAndDumpParams, ruleId: string): DetectorInstan
         `(${formatFixed(e.startPx, dec)} → ${formatFixed(e.peakPx, dec)}, ${formatFixed(sigmas, 1)}σ, on ${formatTimes(volumeRatio)} its usual volume) ` +
         `then recovered ${formatPercent(giveBack)} of the fall within ${formatDuration(ts - e.peakTs)} (now ${formatFixed(price, dec)})`;
     out.push({
-      severity: severityFor(sigmas, p.riseSigmas),
+      severity: gradeByMultiple(sigmas, p.riseSigmas),
       score: round(sigmas, 4),
       venue: t.venue,
       symbol: t.symbol,
@@ -492,8 +470,6 @@ function makeInstance(params: PumpAndDumpParams, ruleId: string): DetectorInstan
     },
     fromJSON(json: unknown): PumpAndDumpState {
       const j = json as Partial<PumpAndDumpJSON> | null;
-      const isNum = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x);
-      const isNumOrNull = (x: unknown): boolean => x === null || isNum(x);
       if (
         !j ||
         j.v !== 1 ||
@@ -514,9 +490,7 @@ function makeInstance(params: PumpAndDumpParams, ruleId: string): DetectorInstan
       const checkEpisode = (e: unknown): Episode | null => {
         if (e === null || e === undefined) return null;
         const o = e as Record<string, unknown>;
-        for (const k of ['startPx', 'startTs', 'fromTs', 'cum0', 'rate0', 'sigmaH', 'sigmaInterval', 'qualTs', 'peakPx', 'peakTs', 'volume', 'expectedVolume']) {
-          if (!isNum(o[k])) throw new TypeError(`pump_and_dump: episode.${k} must be a number`);
-        }
+        requireNums(o, EPISODE_NUMS, 'pump_and_dump: episode');
         for (const k of ['startRef', 'qualRef', 'peakRef']) if (typeof o[k] !== 'string') throw new TypeError(`pump_and_dump: episode.${k} must be a string`);
         return { ...(o as unknown as Episode) };
       };

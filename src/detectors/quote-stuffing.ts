@@ -27,10 +27,12 @@
  * at most maxSamples of them per gap).
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type Order, type Quote, type Severity } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Order, type Quote } from '../core/events.ts';
 import { TimeWindow } from '../stats/event-window.ts';
 import { SortedWindow } from '../stats/sorted-window.ts';
 import { formatDuration, formatFixed, formatPercent, formatTimes, round } from './format.ts';
+import { isNum as num, isNumOrNull as numOrNull } from './json-state.ts';
+import { gradeByMultiple } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 export const quoteStuffingParams = z
@@ -179,14 +181,29 @@ interface QuoteStuffingJSON {
   orders: Omit<OrderSubState, 'baseline'> & { baseline: unknown };
 }
 
-function severityFor(ratio: number, threshold: number): Severity {
-  if (ratio >= 4 * threshold) return 'critical';
-  if (ratio >= 2 * threshold) return 'high';
-  return 'medium';
+
+/**
+ * The bucket index of event time ts for a sub-state; NaN when ts is not finite, or when it falls before the
+ * open bucket (counted as late).
+ */
+function bucketIndex(sub: { curIdx: number | null; late: number }, ts: number, bucketMs: number): number {
+  if (!Number.isFinite(ts)) return Number.NaN;
+  const idx = Math.floor(ts / bucketMs);
+  if (sub.curIdx !== null && idx < sub.curIdx) {
+    sub.late += 1;
+    return Number.NaN;
+  }
+  return idx;
 }
 
-const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
-const numOrNull = (x: unknown): x is number | null => x === null || num(x);
+/** One finding per episode, and none within cooldownMs of the previous one: true (and recorded) when it may fire. */
+function episodeStarts(sub: { active: boolean; lastFireTs: number | null }, ts: number, cooldownMs: number): boolean {
+  if (sub.active) return false;
+  if (sub.lastFireTs !== null && ts - sub.lastFireTs < cooldownMs) return false;
+  sub.lastFireTs = ts;
+  sub.active = true;
+  return true;
+}
 
 function mid(bid: number | null, ask: number | null): number | null {
   return bid !== null && ask !== null && bid > 0 && ask > 0 ? (bid + ask) / 2 : null;
@@ -244,12 +261,8 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
 
   const onQuote = (q: QuoteSubState, ev: Quote, out: FindingDraft[]): void => {
     const ts = ev.ts;
-    if (!Number.isFinite(ts)) return;
-    const idx = Math.floor(ts / p.bucketMs);
-    if (q.curIdx !== null && idx < q.curIdx) {
-      q.late += 1;
-      return;
-    }
+    const idx = bucketIndex(q, ts, p.bucketMs);
+    if (Number.isNaN(idx)) return;
     q.updates += 1;
     if (q.curIdx === null) {
       q.curIdx = idx;
@@ -300,10 +313,7 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
     if (ratio < p.rateMultiple) return;
     const churnShare = q.churn / q.count;
     if (churnShare < p.minChurnShare) return;
-    if (q.active) return;
-    if (q.lastFireTs !== null && ts - q.lastFireTs < p.cooldownMs) return;
-    q.lastFireTs = ts;
-    q.active = true;
+    if (!episodeStarts(q, ts, p.cooldownMs)) return;
 
     const bucketStart = q.curIdx * p.bucketMs;
     const m = mid(q.bid, q.ask);
@@ -311,7 +321,7 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
     const trigger = eventRef(ev);
     const per = formatDuration(p.bucketMs);
     out.push({
-      severity: severityFor(ratio, p.rateMultiple),
+      severity: gradeByMultiple(ratio, p.rateMultiple),
       score: round(ratio, 4),
       venue: ev.venue,
       symbol: ev.symbol,
@@ -349,12 +359,8 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
 
   const onOrder = (o: OrderSubState, ev: Order, out: FindingDraft[]): void => {
     const ts = ev.ts;
-    if (!Number.isFinite(ts)) return;
-    const idx = Math.floor(ts / p.orderBucketMs);
-    if (o.curIdx !== null && idx < o.curIdx) {
-      o.late += 1;
-      return;
-    }
+    const idx = bucketIndex(o, ts, p.orderBucketMs);
+    if (Number.isNaN(idx)) return;
     o.events += 1;
     if (o.curIdx === null || idx > o.curIdx) {
       const b = o.baseline;
@@ -396,15 +402,12 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
     const base = Math.max(b.median, 1);
     const ratio = otr / base;
     if (ratio < p.otrMultiple) return;
-    if (o.active) return;
-    if (o.lastFireTs !== null && ts - o.lastFireTs < p.cooldownMs) return;
-    o.lastFireTs = ts;
-    o.active = true;
+    if (!episodeStarts(o, ts, p.cooldownMs)) return;
 
     const bucketStart = o.curIdx! * p.orderBucketMs;
     const trigger = eventRef(ev);
     out.push({
-      severity: severityFor(ratio, p.otrMultiple),
+      severity: gradeByMultiple(ratio, p.otrMultiple),
       score: round(ratio, 4),
       venue: ev.venue,
       symbol: ev.symbol,

@@ -18,9 +18,14 @@
  * book_reset until book_synced.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type FeedStatus, type Quote, type Severity } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type FeedStatus, type Quote } from '../core/events.ts';
 import { formatDuration, formatTimes, round } from './format.ts';
-import { MAD_TO_SIGMA, RobustWindow, formatBps, hasBothSides, num, numOrNull, spreadBpsOf, strOrNull } from './market-common.ts';
+import { findingCooling } from './cooldown.ts';
+import { bookStatusEnds } from './feed-status.ts';
+import { fieldNum, fieldStr } from './json-state.ts';
+import { MAD_TO_SIGMA, RobustWindow, formatBps, hasBothSides, num, numOrNull, spreadBpsOf } from './market-common.ts';
+import { gradeByMultiple } from './severity.ts';
+import { distinctRefs } from './triggers.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 export const spreadBlowoutParams = z
@@ -85,13 +90,6 @@ export interface SpreadBlowoutState {
   skipped: number;
 }
 
-function severityFor(peak: number, effective: number): Severity {
-  const x = peak / effective;
-  if (x >= 4) return 'critical';
-  if (x >= 2) return 'high';
-  return 'medium';
-}
-
 function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInstance<SpreadBlowoutState> {
   const { sampleMs, windowMs, maxSamples, minSamples, ratio, zThreshold, minScaleBps, minSpreadBps, minDurationMs, cooldownMs } = params;
 
@@ -120,8 +118,7 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
   const fire = (s: SpreadBlowoutState, q: Quote, ep: Episode, ended: boolean, out: FindingDraft[]): void => {
     ep.fired = true;
     const ts = q.ts;
-    if (s.lastFindingTs !== null && ts - s.lastFindingTs < cooldownMs && ts >= s.lastFindingTs) return;
-    s.lastFindingTs = ts;
+    if (findingCooling(s, ts, cooldownMs)) return;
     const b = s.baseline;
     const median = b.median;
     const scale = Math.max(MAD_TO_SIGMA * b.mad, minScaleBps);
@@ -130,15 +127,13 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
     const peakRatio = ep.peak / median;
     const z = (ep.peak - median) / scale;
     const trigger = eventRef(q);
-    const triggers = [ep.startRef];
-    if (!triggers.includes(ep.peakRef)) triggers.push(ep.peakRef);
-    if (!triggers.includes(trigger)) triggers.push(trigger);
+    const triggers = distinctRefs(ep.startRef, ep.peakRef, trigger);
     const summary =
       `${q.symbol} on ${q.venue}: the bid-ask spread widened to ${formatBps(ep.peak)} for ${formatDuration(durationMs)} ` +
       `(${ep.count} quote${ep.count === 1 ? '' : 's'}${ended ? ', now back to ' + formatBps(spreadBpsOf(q)) : ''}), ` +
       `${formatTimes(peakRatio)} its usual ${formatBps(median)}`;
     out.push({
-      severity: severityFor(ep.peak, Number.isFinite(effective) ? effective : ep.peak),
+      severity: gradeByMultiple(ep.peak / (Number.isFinite(effective) ? effective : ep.peak), 1),
       score: round(peakRatio, 4),
       venue: q.venue,
       symbol: q.symbol,
@@ -191,22 +186,7 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
   };
 
   const onStatus = (s: SpreadBlowoutState, ev: FeedStatus): void => {
-    switch (ev.status) {
-      case 'book_reset':
-        s.resyncing = true;
-        reset(s);
-        break;
-      case 'book_synced':
-        s.resyncing = false;
-        break;
-      case 'disconnected':
-      case 'gap':
-      case 'stale':
-        reset(s);
-        break;
-      case 'connected':
-        break;
-    }
+    if (bookStatusEnds(s, ev.status)) reset(s);
   };
 
   const onQuote = (s: SpreadBlowoutState, q: Quote, out: FindingDraft[]): void => {
@@ -308,12 +288,9 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
       const e = j.episode as Record<string, unknown> | null | undefined;
       if (e !== null && e !== undefined) {
         if (typeof e !== 'object') throw new TypeError('spread_blowout: episode must be an object or null');
-        const n = (k: string): number => num(e[k], `spread_blowout: episode.${k}`);
-        const str = (k: string): string => {
-          const v = strOrNull(e[k], `spread_blowout: episode.${k}`);
-          if (v === null) throw new TypeError(`spread_blowout: episode.${k} must be a string`);
-          return v;
-        };
+        const w = 'spread_blowout: episode';
+        const n = (k: string): number => fieldNum(e, k, w);
+        const str = (k: string): string => fieldStr(e, k, w);
         s.episode = {
           start: n('start'), startRef: str('startRef'), count: n('count'), peak: n('peak'), peakRef: str('peakRef'),
           peakBid: n('peakBid'), peakAsk: n('peakAsk'), last: n('last'), lastBid: n('lastBid'), lastAsk: n('lastAsk'),

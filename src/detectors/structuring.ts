@@ -13,8 +13,9 @@
  * O(1) amortized.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type Severity, type Transaction } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Transaction } from '../core/events.ts';
 import { TimeWindow } from '../stats/event-window.ts';
+import { armedFires } from './cooldown.ts';
 import { formatAmount, formatPercent, round } from './format.ts';
 import {
   MAX_TRIGGERS,
@@ -33,6 +34,7 @@ import {
   txAmount,
   v1Object,
 } from './tx-common.ts';
+import { gradeAbove } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft, RiskSignal } from './types.ts';
 
 const DAY_MS = 86_400_000;
@@ -107,13 +109,6 @@ interface StructuringJSON {
   curs: CurJSON[];
 }
 
-function severityFor(countRatio: number, totalRatio: number): Severity {
-  const r = Math.min(countRatio, totalRatio);
-  if (r >= 3) return 'critical';
-  if (r >= 2) return 'high';
-  return 'medium';
-}
-
 function makeInstance(params: StructuringParams, ruleId: string): DetectorInstance<StructuringState> {
   const { thresholds, bandLow, windowMs, minCount, minTotalRatio, direction, maxEvents, maxCurrencies, cooldownMs } = params;
   const channels = new Set(params.channels);
@@ -164,10 +159,7 @@ function makeInstance(params: StructuringParams, ruleId: string): DetectorInstan
       c.armed = true;
       return;
     }
-    if (!c.armed) return;
-    if (c.lastFireTs !== null && ts >= c.lastFireTs && ts - c.lastFireTs < cooldownMs) return;
-    c.armed = false;
-    c.lastFireTs = ts;
+    if (!armedFires(c, ts, cooldownMs)) return;
 
     const items: Array<{ ref: string; ts: number; amount: number }> = [];
     let lo = Number.POSITIVE_INFINITY;
@@ -183,7 +175,7 @@ function makeInstance(params: StructuringParams, ruleId: string): DetectorInstan
       `${t.account} made ${count} transactions of ${formatAmount(lo, curKey)}–${formatAmount(hi, curKey)}, just under the ` +
       `${formatAmount(T, curKey)} reporting threshold, within ${formatSpan(ts - start)} (total ${formatAmount(c.total, curKey)})`;
     out.push({
-      severity: severityFor(countRatio, totalRatio),
+      severity: gradeAbove(Math.min(countRatio, totalRatio), 3, 2),
       score: round(ratio, 4),
       account: t.account,
       key: t.account,

@@ -12,9 +12,13 @@
  * Work per trade: O(1). Feed losses (status disconnected / gap / stale) drop the return across the outage.
  */
 import { z } from 'zod';
-import { type CanonicalEvent, type FeedStatus, type Severity, type Trade } from '../core/events.ts';
+import { type CanonicalEvent, type Trade } from '../core/events.ts';
 import { newVolShift, volShiftFromJSON, volShiftObserve, volShiftToJSON, type VolShiftConfig, type VolShiftState } from './cores/vol-shift.ts';
+import { directionCooling } from './cooldown.ts';
+import { FEED_LOSS } from './feed-status.ts';
 import { formatDuration, formatFixed, formatIntervalAdjective, formatTimes, round } from './format.ts';
+import { finiteOrNull as num } from './json-state.ts';
+import { gradeByRatio } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 export const volatilityShiftParams = z
@@ -63,33 +67,8 @@ export interface VolatilityShiftState {
   samples: number;
 }
 
-interface VolatilityShiftJSON {
-  v: 1;
-  key: string;
-  intervalMs: number;
-  curIdx: number | null;
-  curClose: number;
-  curCloseTs: number;
-  curCloseId: string;
-  prevClose: number | null;
-  prevIdx: number | null;
-  core: unknown;
-  lastUpTs: number | null;
-  lastDownTs: number | null;
-  trades: number;
-  late: number;
-  samples: number;
-}
-
-/** The shift factor f = max(ratio, 1/ratio) against the ratio the detector is tuned for. */
-function severityFor(f: number, volRatio: number): Severity {
-  if (f >= 2 * volRatio) return 'critical';
-  if (f >= 1.5 * volRatio) return 'high';
-  if (f >= volRatio) return 'medium';
-  return 'low';
-}
-
-const LOSS: ReadonlySet<FeedStatus['status']> = new Set(['disconnected', 'gap', 'stale']);
+/** The state as saved (the core in its JSON form), with the interval length it was built with. */
+type VolatilityShiftJSON = Omit<VolatilityShiftState, 'core'> & { v: 1; intervalMs: number; core: unknown };
 
 export function volShiftConfigOf(p: { halfLifeMs: number; minSamples: number; volRatio: number; h: number; clipZ: number; direction: 'up' | 'down' | 'both' }, minScale: number): VolShiftConfig {
   return { halfLifeMs: p.halfLifeMs, minSamples: p.minSamples, volRatio: p.volRatio, h: p.h, clipZ: p.clipZ, direction: p.direction, minScale };
@@ -131,10 +110,7 @@ function makeInstance(params: VolatilityShiftParams, ruleId: string): DetectorIn
     if (a === null) return;
     const ts = s.curCloseTs;
     const up = a.direction === 'up';
-    const last = up ? s.lastUpTs : s.lastDownTs;
-    if (last !== null && ts >= last && ts - last < cooldownMs) return;
-    if (up) s.lastUpTs = ts;
-    else s.lastDownTs = ts;
+    if (directionCooling(s, up, ts, cooldownMs)) return;
     const f = up ? a.ratio : 1 / a.ratio;
     const beforeBps = a.before * 1e4;
     const afterBps = a.after * 1e4;
@@ -145,7 +121,7 @@ function makeInstance(params: VolatilityShiftParams, ruleId: string): DetectorIn
       `${formatFixed(afterBps, 2)} bps from ${formatFixed(beforeBps, 2)} bps (${formatTimes(f)} ${up ? 'higher' : 'lower'}) ` +
       `over the last ${formatDuration(ts - windowStart + intervalMs)}`;
     out.push({
-      severity: severityFor(f, volRatio),
+      severity: gradeByRatio(f, volRatio), // f = max(ratio, 1/ratio) against the tuned ratio
       score: round(f, 4),
       venue: t.venue,
       symbol: t.symbol,
@@ -208,7 +184,7 @@ function makeInstance(params: VolatilityShiftParams, ruleId: string): DetectorIn
     newState,
     onEvent(state: VolatilityShiftState, ev: CanonicalEvent, out: FindingDraft[]): void {
       if (ev.kind === 'trade') onTrade(state, ev, out);
-      else if (ev.kind === 'status' && LOSS.has(ev.status)) {
+      else if (ev.kind === 'status' && FEED_LOSS.has(ev.status)) {
         // No return across the outage: the next trade starts a new reference (baseline and CUSUM kept).
         state.curIdx = null;
         state.prevClose = null;
@@ -240,7 +216,6 @@ function makeInstance(params: VolatilityShiftParams, ruleId: string): DetectorIn
         throw new TypeError('volatility_shift: state JSON is not a v1 volatility_shift state');
       }
       const s = newState(j.key);
-      const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
       s.core = volShiftFromJSON(j.core, cfg);
       // Another interval length: the saved interval indices mean nothing, restart the reference.
       if (j.intervalMs === intervalMs) {

@@ -13,19 +13,23 @@
  * Feed losses (status disconnected / gap / stale) keep the buckets around the outage out of the baseline.
  */
 import { z } from 'zod';
-import { eventRef, type CanonicalEvent, type FeedStatus, type Severity, type Trade } from '../core/events.ts';
+import { eventRef, type CanonicalEvent, type Trade } from '../core/events.ts';
 import type { RateCounter } from '../stats/rate.ts';
 import {
+  checkSpikeParams,
   newSpikeCounter,
   newSpikeEpisode,
   readSpikeEpisode,
   restoreSpikeCounter,
+  spikeBaselineEvidence,
   spikeCheck,
   spikeEpisodeStarts,
   type SpikeConfig,
   type SpikeEpisode,
 } from './cores/bucket-spike.ts';
+import { FEED_LOSS } from './feed-status.ts';
 import { formatDuration, formatFixed, formatIntervalAdjective, formatTime, formatTimes, round } from './format.ts';
+import { gradeByMultiple } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 export const volumeSpikeParams = z
@@ -49,13 +53,7 @@ export const volumeSpikeParams = z
     /** At most one finding per key within this time (one per episode in any case). */
     cooldownMs: z.number().int().nonnegative().default(60_000),
   })
-  .superRefine((p, ctx) => {
-    if (p.baselineMs < 2 * p.bucketMs) ctx.addIssue({ code: 'custom', path: ['baselineMs'], message: `must be >= 2 × bucketMs (${2 * p.bucketMs})` });
-    if (p.baselineMs / p.bucketMs > 10_000) ctx.addIssue({ code: 'custom', path: ['baselineMs'], message: 'must hold at most 10,000 buckets' });
-    if (p.minBaselineBuckets > Math.ceil(p.baselineMs / p.bucketMs)) {
-      ctx.addIssue({ code: 'custom', path: ['minBaselineBuckets'], message: `must be <= baselineMs / bucketMs (${Math.ceil(p.baselineMs / p.bucketMs)})` });
-    }
-  });
+  .superRefine(checkSpikeParams);
 export type VolumeSpikeParams = z.infer<typeof volumeSpikeParams>;
 
 /** Largest trades of the open bucket kept for the evidence (with the trigger: at most 20). */
@@ -77,25 +75,8 @@ export interface VolumeSpikeState {
   gaps: number;
 }
 
-interface VolumeSpikeJSON {
-  v: 1;
-  key: string;
-  rc: unknown;
-  ep: SpikeEpisode;
-  bucketIdx: number | null;
-  notional: number;
-  topQty: number[];
-  topIds: string[];
-  trades: number;
-  late: number;
-  gaps: number;
-}
-
-function severityFor(ratio: number, threshold: number): Severity {
-  if (ratio >= 4 * threshold) return 'critical';
-  if (ratio >= 2 * threshold) return 'high';
-  return 'medium';
-}
+/** The state as saved (the counter in its JSON form). */
+type VolumeSpikeJSON = Omit<VolumeSpikeState, 'rc'> & { v: 1; rc: unknown };
 
 /** Quantities: decimals by magnitude, no locale. */
 export function formatQty(x: number): string {
@@ -114,8 +95,6 @@ function spikeConfig(p: VolumeSpikeParams): SpikeConfig {
     measure: p.measure === 'volume' ? 'sum' : 'count',
   };
 }
-
-const LOSS: ReadonlySet<FeedStatus['status']> = new Set(['disconnected', 'gap', 'stale']);
 
 function makeInstance(params: VolumeSpikeParams, ruleId: string): DetectorInstance<VolumeSpikeState> {
   const cfg = spikeConfig(params);
@@ -192,7 +171,7 @@ function makeInstance(params: VolumeSpikeParams, ruleId: string): DetectorInstan
     const triggers = [trigger, ...order.map((o) => `trade:${t.venue}:${t.symbol}:${o.id}`)];
     keepTop(s, t);
     out.push({
-      severity: severityFor(st.ratio, params.ratio),
+      severity: gradeByMultiple(st.ratio, params.ratio),
       score: round(st.ratio, 4),
       venue: t.venue,
       symbol: t.symbol,
@@ -215,16 +194,7 @@ function makeInstance(params: VolumeSpikeParams, ruleId: string): DetectorInstan
           bucketElapsedMs: elapsed,
           quote,
         },
-        baseline: {
-          median: st.median,
-          mad: st.mad,
-          scale: st.scale,
-          reference: st.ref,
-          referenceIs: st.refIsMedian ? 'median' : 'mean',
-          buckets: st.baselineBuckets,
-          meanVolume: st.sumMean,
-          meanTrades: st.countMean,
-        },
+        baseline: { ...spikeBaselineEvidence(st), meanVolume: st.sumMean, meanTrades: st.countMean },
         threshold: { ratio: params.ratio, z: params.zThreshold, minNotional, bucketMs },
         triggers,
       },
@@ -238,7 +208,7 @@ function makeInstance(params: VolumeSpikeParams, ruleId: string): DetectorInstan
     newState,
     onEvent(state: VolumeSpikeState, ev: CanonicalEvent, out: FindingDraft[]): void {
       if (ev.kind === 'trade') onTrade(state, ev, out);
-      else if (ev.kind === 'status' && LOSS.has(ev.status)) {
+      else if (ev.kind === 'status' && FEED_LOSS.has(ev.status)) {
         state.rc.markGap();
         state.gaps += 1;
       }

@@ -29,6 +29,8 @@ import { eventRef, severityRank, type CanonicalEvent, type Order, type Severity 
 import { SortedWindow } from '../stats/sorted-window.ts';
 import { TimeWindow } from '../stats/event-window.ts';
 import { formatDuration, formatFixed, formatTimes, priceDecimals, round } from './format.ts';
+import { isMirrorFill, restoreFillIdentities, type FillIdentity } from './fill-identity.ts';
+import { isNum, isNumOrNull as numOrNull, isStr } from './json-state.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 export const washTradeParams = z
@@ -71,13 +73,6 @@ export const washTradeParams = z
 export type WashTradeParams = z.infer<typeof washTradeParams>;
 
 export type LinkReason = 'same_account' | 'linked_by_config' | 'linked_by_event';
-
-/** Reports of one fill identity per side (buy-side reports, sell-side reports). */
-interface FillIdentity {
-  ts: number;
-  b: number;
-  s: number;
-}
 
 interface WashFill {
   q: number;
@@ -158,15 +153,6 @@ function qtyText(q: number): string {
   return formatFixed(q, priceDecimals(q, q));
 }
 
-function isStr(x: unknown): x is string {
-  return typeof x === 'string';
-}
-function isNum(x: unknown): x is number {
-  return typeof x === 'number' && Number.isFinite(x);
-}
-function numOrNull(x: unknown): x is number | null {
-  return x === null || isNum(x);
-}
 
 function makeInstance(params: WashTradeParams, ruleId: string): DetectorInstance<WashTradeState> {
   const {
@@ -272,28 +258,6 @@ function makeInstance(params: WashTradeParams, ruleId: string): DetectorInstance
   };
 
   /** True when this report is the other side's report of a fill already counted. */
-  const isMirror = (s: WashTradeState, id: string, ts: number, buySide: boolean, now: number): boolean => {
-    const e = s.recent.get(id);
-    if (e) {
-      if (buySide) {
-        const mirror = e.b < e.s;
-        e.b += 1;
-        return mirror;
-      }
-      const mirror = e.s < e.b;
-      e.s += 1;
-      return mirror;
-    }
-    s.recent.set(id, { ts, b: buySide ? 1 : 0, s: buySide ? 0 : 1 });
-    // Map order is arrival order, close to time order: trim by count, then by age from the front.
-    while (s.recent.size > maxRecentFills) s.recent.delete(s.recent.keys().next().value as string);
-    for (const [k, v] of s.recent) {
-      if (v.ts > now - dedupeMs) break;
-      s.recent.delete(k);
-    }
-    return false;
-  };
-
   const onFill = (s: WashTradeState, o: Order, out: FindingDraft[]): void => {
     const q = o.fillQty;
     const px = o.fillPrice;
@@ -311,7 +275,7 @@ function makeInstance(params: WashTradeParams, ruleId: string): DetectorInstance
     const buyer = buySide ? o.account : cp;
     const seller = buySide ? cp : o.account;
     const id = `${ts}${SEP}${px}${SEP}${q}${SEP}${buyer}${SEP}${seller}`;
-    if (isMirror(s, id, ts, buySide, now)) {
+    if (isMirrorFill(s.recent, id, ts, buySide, now, maxRecentFills, dedupeMs)) {
       s.mirrors += 1;
       return;
     }
@@ -514,11 +478,7 @@ function makeInstance(params: WashTradeParams, ruleId: string): DetectorInstance
         s.links.set(e[0], e[1].slice(-maxLinksPerAccount));
       }
       while (s.links.size > maxLinkedAccounts) s.links.delete(s.links.keys().next().value as string);
-      for (const e of j.recent) {
-        if (!Array.isArray(e) || !isStr(e[0]) || !isNum(e[1]) || !isNum(e[2]) || !isNum(e[3])) throw new TypeError('wash_trade: bad fill identity in state JSON');
-        s.recent.set(e[0], { ts: e[1], b: e[2], s: e[3] });
-      }
-      while (s.recent.size > maxRecentFills) s.recent.delete(s.recent.keys().next().value as string);
+      restoreFillIdentities(s.recent, j.recent, maxRecentFills, 'wash_trade');
       // The newest samples under the current bound; the sorted copy built in one sort.
       for (const q of j.sizes) {
         if (!isNum(q)) throw new TypeError('wash_trade: bad fill size in state JSON');

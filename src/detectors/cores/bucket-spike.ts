@@ -12,7 +12,9 @@
  * Episodes: consecutive buckets that are spikes form one episode, which gives at most one finding (at its
  * first spike that passes the caller's floors and the cooldown).
  */
+import type { z } from 'zod';
 import { RateCounter, type RateCounterJSON } from '../../stats/rate.ts';
+import { findingCooling } from '../cooldown.ts';
 import { MAD_TO_SIGMA } from './robust-z.ts';
 
 export type SpikeMeasure = 'sum' | 'count';
@@ -44,6 +46,27 @@ export interface SpikeStats {
   baselineBuckets: number;
   countMean: number;
   sumMean: number;
+}
+
+/** Cross-field checks of the bucket parameters (for a params schema's superRefine). */
+export function checkSpikeParams(p: Pick<SpikeConfig, 'bucketMs' | 'baselineMs' | 'minBaselineBuckets'>, ctx: z.RefinementCtx): void {
+  if (p.baselineMs < 2 * p.bucketMs) ctx.addIssue({ code: 'custom', path: ['baselineMs'], message: `must be >= 2 × bucketMs (${2 * p.bucketMs})` });
+  if (p.baselineMs / p.bucketMs > 10_000) ctx.addIssue({ code: 'custom', path: ['baselineMs'], message: 'must hold at most 10,000 buckets' });
+  if (p.minBaselineBuckets > Math.ceil(p.baselineMs / p.bucketMs)) {
+    ctx.addIssue({ code: 'custom', path: ['minBaselineBuckets'], message: `must be <= baselineMs / bucketMs (${Math.ceil(p.baselineMs / p.bucketMs)})` });
+  }
+}
+
+/** The baseline part of a spike finding's evidence (the caller adds its own means after it). */
+export function spikeBaselineEvidence(st: SpikeStats): { median: number; mad: number; scale: number; reference: number; referenceIs: 'median' | 'mean'; buckets: number } {
+  return {
+    median: st.median,
+    mad: st.mad,
+    scale: st.scale,
+    reference: st.ref,
+    referenceIs: st.refIsMedian ? 'median' : 'mean',
+    buckets: st.baselineBuckets,
+  };
 }
 
 /** Buckets in the counter's window: the baseline's completed buckets plus the current one. */
@@ -118,9 +141,7 @@ export function spikeEpisodeStarts(ep: SpikeEpisode, idx: number, ts: number, co
   const continuing = last !== null && idx >= last && idx - last <= 1;
   if (last === null || idx > last) ep.lastSpikeIdx = idx;
   if (continuing) return false;
-  if (ep.lastFindingTs !== null && ts >= ep.lastFindingTs && ts - ep.lastFindingTs < cooldownMs) return false;
-  ep.lastFindingTs = ts;
-  return true;
+  return !findingCooling(ep, ts, cooldownMs);
 }
 
 export function readSpikeEpisode(j: unknown): SpikeEpisode {

@@ -67,16 +67,8 @@ export interface VolShiftAlarm {
   y: number;
 }
 
-export interface VolShiftJSON {
-  ew: unknown;
-  cusum: unknown;
-  upSum: number;
-  upN: number;
-  upStart: number;
-  downSum: number;
-  downN: number;
-  downStart: number;
-}
+/** The state as saved (baseline and CUSUM in their JSON forms). */
+export type VolShiftJSON = Omit<VolShiftState, 'ew' | 'cusum'> & { ew: unknown; cusum: unknown };
 
 export function volShiftThresholds(c: Pick<VolShiftConfig, 'volRatio' | 'h'>): { kUp: number; kDown: number; hUp: number; hDown: number } {
   const rho = c.volRatio * c.volRatio;
