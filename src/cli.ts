@@ -8,6 +8,7 @@ commands:
   run       everything in one process: feeds (or the demo replay), detectors, store, API
   replay    replay recorded files through the pipeline
   sql       read-only analyst SQL on the findings store
+  keys      API keys: create, list, revoke
   record    record live feeds to gzip files for replay
 
 distributed roles (KAFKA_BROKERS; detector state in Redis with REDIS_URL):
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   run: async () => (await import('./cli/run.ts')).runCommand,
   replay: async () => (await import('./cli/replay.ts')).replayCommand,
   sql: async () => (await import('./cli/sql.ts')).sqlCommand,
+  keys: async () => (await import('./cli/keys.ts')).keysCommand,
   record: async () => (await import('./cli/record.ts')).recordCommand,
   feeds: async () => (await import('./cli/feeds.ts')).feedsCommand,
   detect: async () => (await import('./cli/detect.ts')).detectCommand,

@@ -1,9 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import { AlertHub } from '../api/alert-hub.ts';
+import { securityFromConfig } from '../api/auth.ts';
 import { buildApi } from '../api/server.ts';
-import { loadConfig } from '../core/config.ts';
+import { authEnabled, loadConfig } from '../core/config.ts';
 import { withStoreFaults } from '../pipeline/fault-store.ts';
-import { GROUPS, recordRuleChanges, requireKafka, rulesController, shutdownSignal, startApiSide, transportFor, untilAborted, watchTransport, type ApiSide, type RoleLog } from '../pipeline/roles.ts';
+import { processObservability } from '../observability/metrics.ts';
+import { GROUPS, markReady, recordRuleChanges, requireKafka, rulesController, shutdownSignal, startApiSide, transportFor, untilAborted, watchTransport, type ApiSide, type RoleLog } from '../pipeline/roles.ts';
 import { parse } from './args.ts';
 import { newToken, removeServiceNote, writeServiceNote } from './service-file.ts';
 import { openConfiguredStore } from './store.ts';
@@ -32,7 +34,7 @@ export async function apiCommand(argv: string[]): Promise<number> {
   await rules.announce();
   const hub = new AlertHub();
   const token = newToken();
-  const app = await buildApi({ store, hub, sqlToken: token, rules, logger: { level: config.VIGIL_LOG_LEVEL } });
+  const app = await buildApi({ store, hub, sqlToken: token, rules, logger: { level: config.VIGIL_LOG_LEVEL }, bodyLimit: config.VIGIL_BODY_LIMIT_BYTES, security: securityFromConfig(config), ...processObservability() });
   const log = app.log as unknown as { info(o: object | string, m?: string): void; warn(o: object | string, m?: string): void; error(o: object | string, m?: string): void };
   const roleLog: RoleLog = {
     info: (m, extra) => log.info(extra ?? {}, m),
@@ -48,6 +50,7 @@ export async function apiCommand(argv: string[]): Promise<number> {
     // Consuming first, listening after: a healthy /healthz means the store group has joined (a group
     // new to vigil.findings starts at its end, so in a fresh deployment the producers wait for that).
     side = await startApiSide(config, transport, store, hub, roleLog);
+    markReady({ transport }); // and the store's ping, always checked by /readyz
     await app.listen({ port: config.PORT, host: config.HOST });
     const port = (app.server.address() as AddressInfo).port;
     const localHost = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
@@ -58,7 +61,7 @@ export async function apiCommand(argv: string[]): Promise<number> {
       roleLog.error('the transport failed for good (a batch kept failing); stopping', { error: (e as Error)?.message ?? String(e) });
       shutdown.abort();
     });
-    log.info({ url, store: store.kind }, `ready: API ${url}, storing findings as group ${config.VIGIL_TOPIC_PREFIX}${GROUPS.store} from ${config.KAFKA_BROKERS}`);
+    log.info({ url, store: store.kind, auth: authEnabled(config) ? 'on' : 'off' }, `ready: API ${url}, storing findings as group ${config.VIGIL_TOPIC_PREFIX}${GROUPS.store} from ${config.KAFKA_BROKERS}`);
     await untilAborted(shutdown.signal);
     unwatch();
   } catch (e) {

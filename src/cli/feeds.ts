@@ -35,7 +35,7 @@ export async function feedsCommand(argv: string[]): Promise<number> {
   });
   let health: Awaited<ReturnType<typeof startHealthServer>>;
   try {
-    health = await startHealthServer(config, 'feeds', () => ({ ok: !failure, frames: ingestor.counters.frames }));
+    health = await startHealthServer(config, 'feeds', () => ({ ok: !failure, transport: !failure, frames: ingestor.counters.frames }));
     log.info(`ready: producing to ${config.KAFKA_BROKERS}${config.VIGIL_TOPIC_PREFIX ? ` (topic prefix ${config.VIGIL_TOPIC_PREFIX})` : ''}${health ? `, health on ${health.url}` : ''}`);
     await runFeeds(config, ingestor, shutdown.signal, log);
   } catch (e) {

@@ -1,15 +1,17 @@
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { AlertHub } from '../api/alert-hub.ts';
+import { securityFromConfig } from '../api/auth.ts';
 import { buildApi } from '../api/server.ts';
-import { loadConfig, type Config } from '../core/config.ts';
+import { authEnabled, loadConfig, type Config } from '../core/config.ts';
 import type { RulesController } from '../detectors/rules-watch.ts';
 import type { DetectorInstance } from '../detectors/types.ts';
 import { getAdapter } from '../feeds/registry.ts';
 import { withStoreFaults } from '../pipeline/fault-store.ts';
 import { Ingestor } from '../pipeline/ingest.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
-import { recordRuleChanges, rulesController, runFeeds, spillConfig, startApiSide, startDetectSide, transportFor, watchTransport, type RoleLog } from '../pipeline/roles.ts';
+import { processObservability } from '../observability/metrics.ts';
+import { markReady, recordRuleChanges, rulesController, runFeeds, spillConfig, startApiSide, startDetectSide, transportFor, watchTransport, type RoleLog } from '../pipeline/roles.ts';
 import { replayFiles } from '../replay/replay.ts';
 import type { Transport } from '../transport/types.ts';
 import type { Store } from '../storage/types.ts';
@@ -59,7 +61,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   await rules.announce();
   const hub = new AlertHub();
   const token = newToken();
-  const app = await buildApi({ store, hub, sqlToken: token, rules, logger: { level: config.VIGIL_LOG_LEVEL } });
+  const app = await buildApi({ store, hub, sqlToken: token, rules, logger: { level: config.VIGIL_LOG_LEVEL }, bodyLimit: config.VIGIL_BODY_LIMIT_BYTES, security: securityFromConfig(config), ...processObservability() });
   const log = app.log as Log;
   const abort = new AbortController();
   const stop = (sig: string) => {
@@ -80,9 +82,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   const localHost = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
   const url = `http://${localHost.includes(':') ? `[${localHost}]` : localHost}:${port}`;
   if (store.kind === 'embedded') writeServiceNote(config.VIGIL_DATA_DIR, { pid: process.pid, url, token });
-  log.info({ url, store: store.kind }, `Vigil is up: API ${url}, findings at ${url}/api/findings, live alerts on ws://${url.slice(7)}/api/alerts`);
+  log.info({ url, store: store.kind, auth: authEnabled(config) ? 'on' : 'off' }, `Vigil is up: API ${url}, findings at ${url}/api/findings, live alerts on ws://${url.slice(7)}/api/alerts`);
 
   const kafka = config.KAFKA_BROKERS ? transportFor(config) : undefined;
+  if (kafka || config.feeds.length > 0 || config.VIGIL_DEMO) processObservability().readiness.set('pipeline', () => false); // until it starts
   let sources: Promise<void>;
   if (kafka) sources = runOnKafka(config, kafka, store, hub, abort.signal, log, rules);
   else if (config.feeds.length > 0) sources = runLive(config, store, hub, abort.signal, log, rules);
@@ -122,9 +125,11 @@ async function startPipeline(
   const pipeline = pipelineFor(config, store, hub, 'live', rules.current.instances, batchSize, state);
   await pipeline.start();
   const off = rules.onChange((_change, set) => pipeline.detectors.setDetectors(set.instances));
+  const unready = markReady({ pipeline: true, stateStore: pipeline.detectors.store, transport: pipeline.transport });
   return {
     pipeline,
     close: async () => {
+      unready();
       off();
       await pipeline.close();
     },
@@ -144,6 +149,7 @@ function pipelineFor(config: Config, store: Store, hub: AlertHub, runId: string,
     queueCapacity: config.VIGIL_QUEUE_CAPACITY,
     ingest: batchSize ? { batchSize } : undefined,
     spill: spillConfig(config),
+    metrics: processObservability().metrics,
     log: (m) => console.error(m),
   });
 }
@@ -206,6 +212,7 @@ async function runOnKafka(config: Config, transport: Transport, store: Store, hu
     throw e;
   }
   let failure: unknown;
+  const unready = markReady({ pipeline: true, stateStore: detect.stateStore, transport });
   const stopOnFailure = new AbortController();
   const unwatch = watchTransport(transport, (e) => {
     failure = e;
@@ -221,10 +228,11 @@ async function runOnKafka(config: Config, transport: Transport, store: Store, hu
       if (!existsSync(file)) throw new UsageError(`VIGIL_DEMO_FILE: ${file} does not exist (run from the checkout, or set VIGIL_DEMO_FILE)`);
       log.info(`no live feed configured: replaying ${file} at real-time pace in a loop (run id "live"); detector state carries over between loops`);
       for (let loop = 1; !sourceSignal.aborted; loop++) {
-        const ingestor = new Ingestor(transport, { batchSize: 64 });
+        const ingestor = new Ingestor(transport, { batchSize: 64, metrics: processObservability().metrics });
         const runner = detect.runner;
         const target = { runId: 'live', ingestor, drain: () => ingestor.flush(), deadLetters: 0, detectors: runner };
         const s = await replayFiles(target, { files: [file], speed: { mode: 'paced', factor: 1 }, rebaseToNow: true, signal: sourceSignal });
+        ingestor.detachMetrics();
         log.info({ loop, events: s.totalEvents }, `demo loop ${loop} done`);
       }
     } else {
@@ -233,6 +241,7 @@ async function runOnKafka(config: Config, transport: Transport, store: Store, hu
     }
   } finally {
     unwatch();
+    unready();
     // Detection first (its last findings go out), then give the store side a moment to take them.
     await detect.stop();
     if (!failure) {

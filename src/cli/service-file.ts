@@ -1,11 +1,13 @@
 /**
  * A running `vigil run` (or `vigil api`) that holds the embedded store leaves a note in the data directory saying where
- * its API listens and the per-process token for its local SQL route, so `vigil sql` (another process,
+ * its API listens and the per-process service token, so `vigil sql` and `vigil keys` (other processes,
  * which chdb would refuse the directory) can ask it instead. Readable by the owner only.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { SERVICE_TOKEN_HEADER } from '../core/api-keys.ts';
+import { ERR, VigilError } from '../core/errors.ts';
 
 export interface ServiceNote {
   pid: number;
@@ -52,4 +54,35 @@ function isAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * Calls the service a note points at, with its token; returns the response text of a 2xx, else throws
+ * a VigilError with the service's code (else `errorCode`), message and status.
+ */
+export async function requestService(note: ServiceNote, method: string, path: string, body: unknown, errorCode: string): Promise<string> {
+  let res: Response;
+  try {
+    res = await fetch(`${note.url}${path}`, {
+      method,
+      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), [SERVICE_TOKEN_HEADER]: note.token },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  } catch (e) {
+    throw new VigilError(ERR.STORE_LOCKED, `vigil ${note.role ?? 'run'} holds the embedded store but its API at ${note.url} does not answer: ${(e as Error).message}`, 503);
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    let message = text;
+    let code = errorCode;
+    try {
+      const j = JSON.parse(text) as { error?: { code?: string; message?: string } };
+      if (j.error?.message) message = j.error.message;
+      if (j.error?.code?.startsWith('VIGIL_ERR_')) code = j.error.code;
+    } catch {
+      /* plain text error */
+    }
+    throw new VigilError(code, message, res.status);
+  }
+  return text;
 }

@@ -1,9 +1,9 @@
 import { loadConfig } from '../core/config.ts';
-import { ERR, VigilError } from '../core/errors.ts';
+import { ERR } from '../core/errors.ts';
 import type { SqlFormat } from '../storage/types.ts';
 import { parse, UsageError } from './args.ts';
-import { readServiceNote } from './service-file.ts';
-import { openConfiguredStore } from './store.ts';
+import { requestService } from './service-file.ts';
+import { viaServiceOrStore } from './store.ts';
 
 export const SQL_USAGE = `usage: vigil sql "<query>" [--format pretty|tsv|csv|json|jsonl]
 
@@ -35,43 +35,11 @@ export async function sqlCommand(argv: string[]): Promise<number> {
   if (!format) throw new UsageError(`--format: expected one of ${Object.keys(FORMATS).join(', ')}, got ${JSON.stringify(formatName)}`);
 
   const config = loadConfig();
-  const note = config.CLICKHOUSE_URL ? undefined : readServiceNote(config.VIGIL_DATA_DIR);
-  let text: string;
-  if (note) {
-    text = await viaService(note.url, note.token, query, format);
-  } else {
-    const store = await openConfiguredStore(config);
-    try {
-      text = await store.sql(query, format);
-    } finally {
-      await store.close();
-    }
-  }
+  const text = await viaServiceOrStore(
+    config,
+    (note) => requestService(note, 'POST', '/api/sql', { query, format }, ERR.SQL),
+    (store) => store.sql(query, format),
+  );
   process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`);
   return 0;
-}
-
-async function viaService(url: string, token: string, query: string, format: SqlFormat): Promise<string> {
-  let res: Response;
-  try {
-    res = await fetch(`${url}/api/sql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-vigil-sql-token': token },
-      body: JSON.stringify({ query, format }),
-    });
-  } catch (e) {
-    throw new VigilError(ERR.STORE_LOCKED, `vigil run holds the embedded store but its API at ${url} does not answer: ${(e as Error).message}`, 503);
-  }
-  const body = await res.text();
-  if (!res.ok) {
-    let message = body;
-    try {
-      const j = JSON.parse(body) as { error?: { code?: string; message?: string } };
-      if (j.error?.message) message = j.error.message;
-    } catch {
-      /* plain text error */
-    }
-    throw new VigilError(ERR.SQL, message, res.status);
-  }
-  return body;
 }

@@ -2,7 +2,7 @@ import type { Config } from '../core/config.ts';
 import { ERR, VigilError } from '../core/errors.ts';
 import { openStore } from '../storage/clickhouse.ts';
 import type { Store } from '../storage/types.ts';
-import { readServiceNote } from './service-file.ts';
+import { readServiceNote, type ServiceNote } from './service-file.ts';
 
 /** Opens the configured store; when another process holds the embedded one, says which and what to do. */
 export async function openConfiguredStore(config: Config): Promise<Store> {
@@ -26,5 +26,20 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
       );
     }
     throw e;
+  }
+}
+
+/**
+ * Runs `direct` on the configured store, or — when a running `vigil run` / `vigil api` holds the
+ * embedded store (its note in the data directory) — `viaService` against that process's API.
+ */
+export async function viaServiceOrStore<T>(config: Config, viaService: (note: ServiceNote) => Promise<T>, direct: (store: Store) => Promise<T>): Promise<T> {
+  const note = config.CLICKHOUSE_URL ? undefined : readServiceNote(config.VIGIL_DATA_DIR);
+  if (note) return viaService(note);
+  const store = await openConfiguredStore(config);
+  try {
+    return await direct(store);
+  } finally {
+    await store.close();
   }
 }

@@ -90,6 +90,20 @@ export const CONFIG_KEYS = {
     expected: 'a rules file path (YAML or JSON)',
     doc: 'The rules file (reloaded when it changes, and through the API); unset: the shipped rules/default.yaml',
   },
+  VIGIL_AUTH: {
+    schema: z.enum(['on', 'off', 'auto']),
+    default: 'auto',
+    expected: 'on, off or auto',
+    doc: 'API keys required on every route but /healthz; auto: off when HOST is a loopback address, on otherwise',
+  },
+  VIGIL_RATE_LIMIT: { schema: int(0, 1_000_000), default: 600, expected: 'requests per minute 0-1000000 (0: no limit)', doc: 'Requests per minute per API key (per client IP without one); beyond: 429 with Retry-After' },
+  VIGIL_CORS_ORIGINS: {
+    schema: z.string().regex(/^\s*(\*|https?:\/\/[A-Za-z0-9.\-\[\]:]+(\s*,\s*https?:\/\/[A-Za-z0-9.\-\[\]:]+)*)\s*$/).optional(),
+    default: undefined,
+    expected: 'comma-separated origins (https://host[:port],…) or *',
+    doc: 'Browser origins allowed to call the API (CORS); unset: none',
+  },
+  VIGIL_BODY_LIMIT_BYTES: { schema: int(1024, 1024 * 1024 * 1024), default: 1024 * 1024, expected: 'bytes 1024-1073741824', doc: 'Largest request body the API accepts (413 beyond)' },
   VIGIL_STATE_IDLE_MS: { schema: int(1_000, 30 * 86_400_000), default: 600_000, expected: 'milliseconds 1000-2592000000', doc: 'Event time a key may stay unseen before its detector state leaves memory (restored from the store when it returns)' },
 } as const;
 
@@ -176,6 +190,22 @@ function parseEndpoints(spec: string | undefined, binanceWs?: string, binanceRes
     out[part.slice(0, eq)] = { wsUrl, restUrl };
   }
   return out;
+}
+
+/** Whether the API requires keys: VIGIL_AUTH, with auto meaning on unless HOST is a loopback address. */
+export function authEnabled(config: Pick<Config, 'VIGIL_AUTH' | 'HOST'>): boolean {
+  if (config.VIGIL_AUTH !== 'auto') return config.VIGIL_AUTH === 'on';
+  return !isLoopback(config.HOST);
+}
+
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\./.test(h);
+}
+
+/** VIGIL_CORS_ORIGINS as a list (empty: CORS off). */
+export function corsOrigins(config: Pick<Config, 'VIGIL_CORS_ORIGINS'>): string[] {
+  return (config.VIGIL_CORS_ORIGINS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 }
 
 function emptyToUndefined(v: string | undefined): string | undefined {

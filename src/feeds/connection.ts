@@ -50,6 +50,12 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 const FETCH_ATTEMPTS = 5;
 const CLOSE_GRACE_MS = 1_000;
 
+/**
+ * Connections opened after a venue's first one (reconnects, planned replacements), per venue, in this
+ * process: read by the metrics (vigil_feed_reconnects_total).
+ */
+export const feedReconnects = new Map<string, number>();
+
 /** ctx.fetchText rejected because its connection ended (or the feed was aborted): not worth a retry. */
 export class FetchCancelledError extends VigilError {
   constructor(url: string) {
@@ -481,6 +487,7 @@ class Feed {
 
   nextConnectReason(): string {
     const r = this.connectReason;
+    if (r !== 'initial connect') feedReconnects.set(this.s.venue, (feedReconnects.get(this.s.venue) ?? 0) + 1);
     this.connectReason = 'reconnect';
     return r;
   }

@@ -45,6 +45,7 @@ import type { DetectorInstance, FindingDraft, RiskSignal, StateRef, StateStore, 
 import { combineRisk, type TxRisk } from './risk-score.ts';
 import { detectorSpecs } from '../detectors/registry.ts';
 import { MemoryStateStore } from '../state/memory.ts';
+import { DETECTOR_SAMPLE_EVERY, type PipelineMetrics } from './metrics.ts';
 import {
   EVENT_TOPICS,
   TOPICS,
@@ -125,6 +126,11 @@ interface RiskRecord {
   signals: RiskSignal[];
 }
 
+interface Latency {
+  detector: string;
+  recvTs: number;
+}
+
 interface PartitionClock {
   watermark: number;
   nextSweep: number;
@@ -153,6 +159,16 @@ export interface DetectorRunnerOptions {
    * record per transaction and view). Default: sent to vigil.tx.risk.
    */
   riskScores?: 'topic' | 'none';
+  /**
+   * Exports the counters and observes latencies: each batch's detect pass, one event in
+   * DETECTOR_SAMPLE_EVERY timed per rule, event-to-finding time, findings by severity.
+   */
+  metrics?: PipelineMetrics;
+  /**
+   * Observe event-to-finding latency (wall clock minus the event's recvTs): meaningful only for events
+   * received now. Default: when the run id is `live`.
+   */
+  eventToFindingLatency?: boolean;
   log?: (message: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -213,6 +229,11 @@ export class DetectorRunner {
   private readonly checkpointNamespace: string | undefined;
   private readonly extraTopics: readonly string[];
   private readonly riskSink: 'topic' | 'none' | undefined;
+  private readonly metrics: PipelineMetrics | undefined;
+  private readonly latency: boolean;
+  private detachMetrics: (() => void) | undefined;
+  /** Counts down to the next event timed per rule (metrics only). */
+  private sampleCountdown = DETECTOR_SAMPLE_EVERY;
 
   constructor(
     private readonly transport: Transport,
@@ -230,6 +251,9 @@ export class DetectorRunner {
     this.checkpointNamespace = opts.offsetCheckpoint && !this.byReference ? opts.offsetCheckpoint.namespace || '-' : undefined;
     this.extraTopics = opts.topics ?? [];
     this.riskSink = opts.riskScores;
+    this.metrics = opts.metrics;
+    this.latency = opts.metrics !== undefined && (opts.eventToFindingLatency ?? runId === 'live');
+    this.detachMetrics = opts.metrics?.attach({ kind: 'detectors', runner: this });
     for (const detector of detectors) this.slots.push(this.newSlot(detector));
     this.rebuildDispatch();
   }
@@ -400,6 +424,10 @@ export class DetectorRunner {
     const dispatch = this.dispatch.get(batch.topic);
     let risks: RiskRecord[] | undefined;
     let waitingSignals: Array<RiskSignal[] | undefined> | undefined;
+    const metrics = this.metrics;
+    const started = metrics === undefined ? 0 : performance.now();
+    // Detector and trigger recvTs of the batch's findings (event-to-finding latency).
+    const latencies: Latency[] | undefined = this.latency ? [] : undefined;
     for (const m of messages) {
       const ev = m.value;
       const headers = m.headers;
@@ -407,6 +435,12 @@ export class DetectorRunner {
       const slots = dispatch?.get(view)?.get(ev.kind);
       if (slots === undefined) continue;
       handled++;
+      // One event in DETECTOR_SAMPLE_EVERY is timed in every rule it reaches; the others are not.
+      let timed = false;
+      if (metrics !== undefined && --this.sampleCountdown <= 0) {
+        this.sampleCountdown = DETECTOR_SAMPLE_EVERY;
+        timed = true;
+      }
       if (ev.ts > wm) wm = ev.ts;
       const runId = headers?.run || this.runId;
       let signals: RiskSignal[] | undefined;
@@ -444,8 +478,12 @@ export class DetectorRunner {
           dirty.push(e);
         }
         if (ready) {
-          slot.detector.onEvent(e.state, ev, drafts, signals);
-          if (drafts.length > 0) this.emit(e, drafts, out);
+          if (timed) {
+            const t = performance.now();
+            slot.detector.onEvent(e.state, ev, drafts, signals);
+            metrics!.observeDetectorEvent(slot.detector.name, (performance.now() - t) / 1000);
+          } else slot.detector.onEvent(e.state, ev, drafts, signals);
+          if (drafts.length > 0) this.emit(e, drafts, out, ev, latencies);
         } else {
           (waitingEntries ??= []).push(e);
           (waitingEvents ??= []).push(ev);
@@ -458,15 +496,21 @@ export class DetectorRunner {
     }
     this.counters.events += handled;
     clock.watermark = wm;
+    let detectMs = metrics === undefined ? 0 : performance.now() - started;
     if (waitingEntries !== undefined && waitingEvents !== undefined) {
       if (missing) await this.loadEntries(missing);
       if (pending) await Promise.all(pending);
+      const resumed = metrics === undefined ? 0 : performance.now();
       for (let i = 0; i < waitingEntries.length; i++) {
         const e = waitingEntries[i] as Entry;
-        e.slot.detector.onEvent(e.state, waitingEvents[i] as CanonicalEvent, drafts, waitingSignals?.[i]);
-        if (drafts.length > 0) this.emit(e, drafts, out);
+        const ev = waitingEvents[i] as CanonicalEvent;
+        e.slot.detector.onEvent(e.state, ev, drafts, waitingSignals?.[i]);
+        if (drafts.length > 0) this.emit(e, drafts, out, ev, latencies);
       }
+      if (metrics !== undefined) detectMs += performance.now() - resumed;
     }
+    // The detect pass alone (state loads excluded).
+    if (metrics !== undefined && handled > 0) metrics.observeDetectBatch(detectMs / 1000, handled);
     if (risks !== undefined) {
       const scores: OutgoingMessage<TxRisk>[] = risks.map((r) => {
         const value = combineRisk(r.ev as Transaction, r.view, r.signals, r.runId);
@@ -479,6 +523,10 @@ export class DetectorRunner {
     try {
       // 2. Findings, then 3. the states that produced them.
       if (out.length > 0) await this.transport.send(TOPICS.findings, out);
+      if (latencies !== undefined && latencies.length > 0) {
+        const now = Date.now();
+        for (const l of latencies) metrics!.observeEventToFinding(l.detector, Math.max(0, now - l.recvTs) / 1000);
+      }
       if (dirty.length > 0) {
         // With checkpoints, the partition's offset goes in the same store call as its states.
         await this.saveEntries(dirty, checkpoint && [{ ref: checkpoint, state: last.offset }]);
@@ -500,11 +548,15 @@ export class DetectorRunner {
   }
 
   /** Turns the drafts of one entry's event into findings (and empties drafts). */
-  private emit(e: Entry, drafts: FindingDraft[], out: OutgoingMessage<Finding>[]): void {
+  private emit(e: Entry, drafts: FindingDraft[], out: OutgoingMessage<Finding>[], ev: CanonicalEvent, latencies: Latency[] | undefined): void {
     const detector = e.slot.detector;
     for (const d of drafts) {
       const f = this.toFinding(detector, d, e.ref.runId);
       out.push(f.runId === this.runId ? { key: f.key, value: f } : { key: f.key, value: f, headers: { run: f.runId } });
+      if (this.metrics !== undefined) {
+        this.metrics.observeFinding(detector.name, f.severity);
+        if (latencies !== undefined && ev.recvTs !== undefined) latencies.push({ detector: detector.name, recvTs: ev.recvTs });
+      }
     }
     this.counters.findings[detector.name] = (this.counters.findings[detector.name] ?? 0) + drafts.length;
     drafts.length = 0;
@@ -682,6 +734,11 @@ export class DetectorRunner {
     this.subscription = undefined;
     this.unsubscribeReconnect?.();
     this.unsubscribeReconnect = undefined;
-    if (this.fullSaveNeeded || this.fullSave) await this.saveAllNow();
+    try {
+      if (this.fullSaveNeeded || this.fullSave) await this.saveAllNow();
+    } finally {
+      this.detachMetrics?.();
+      this.detachMetrics = undefined;
+    }
   }
 }

@@ -1,7 +1,7 @@
 /**
  * TEST HOOK (not a configuration key): `VIGIL_FAULT_STORE_FLAG=<path>` in the environment of a role that
  * owns the findings store (`vigil api`, `vigil run`). While a file exists at that path, the store's
- * writes (findings, dead letters, runs) and its ping fail as if ClickHouse were unreachable; reads go
+ * writes (findings, dead letters, runs, API keys) and its ping fail as if ClickHouse were unreachable; reads go
  * through. The integration tests (test/distributed.test.ts) create and remove the file to take the store
  * "down" for a while. Without the variable the store is returned as it is.
  */
@@ -46,6 +46,16 @@ export function withStoreFaults(store: Store, env: Record<string, string | undef
     sql: (q, format, limits) => store.sql(q, format, limits),
     listRuns: (o) => store.listRuns(o),
     listDeadLetters: (q) => store.listDeadLetters(q),
+    createApiKey: async (key) => {
+      check('create API key');
+      await store.createApiKey(key);
+    },
+    listApiKeys: () => store.listApiKeys(),
+    revokeApiKey: async (id, at) => {
+      check('revoke API key');
+      return store.revokeApiKey(id, at);
+    },
+    findApiKeyByHash: (hash) => store.findApiKeyByHash(hash),
     close: () => store.close(),
   };
 }

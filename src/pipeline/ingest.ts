@@ -7,6 +7,7 @@ import { eventKey, eventViews, partitionKey as eventPartitionKey, type Canonical
 import { getAdapter } from '../feeds/registry.ts';
 import { MalformedFrameError, type BookReport, type Normalizer, type RawFrame } from '../feeds/types.ts';
 import { STATUS_COPY_HEADER, TOPICS, VIEW_HEADER, type OutgoingMessage, type Transport } from '../transport/types.ts';
+import type { PipelineMetrics } from './metrics.ts';
 
 /** Data topics that also carry copies of status markers. */
 const STATUS_COPY_TOPICS = [TOPICS.trade, TOPICS.quote] as const;
@@ -36,7 +37,11 @@ export interface IngestOptions {
   batchSize?: number;
   /** How many rejected frames to keep as samples for reports. */
   keepSamples?: number;
+  /** Exports the counters (read when scraped). */
+  metrics?: PipelineMetrics;
 }
+
+const noEvents = (): Record<EventKind, number> => ({ trade: 0, quote: 0, book: 0, order: 0, transaction: 0, label: 0, metric: 0, status: 0 });
 
 export interface RejectSample {
   origin: string;
@@ -51,6 +56,13 @@ export class Ingestor {
     malformed: 0,
     unsupported: {},
   };
+  /** Events by source (the frame's source; venue or source of canonical events) and kind. */
+  readonly eventsBySource = new Map<string, Record<EventKind, number>>();
+  /** Dead letters (frames that could not be read) by source. */
+  readonly deadLettersBySource = new Map<string, number>();
+  private lastSource: string | undefined;
+  private lastSourceCounts: Record<EventKind, number> | undefined;
+  private detachMetrics_: (() => void) | undefined;
   private readonly normalizers = new Map<string, Normalizer | null>();
   private readonly pending = new Map<string, OutgoingMessage<CanonicalEvent>[]>();
   private pendingCount = 0;
@@ -67,6 +79,22 @@ export class Ingestor {
     private readonly options: IngestOptions = {},
   ) {
     this.batchSize = options.batchSize ?? 512;
+    this.detachMetrics_ = options.metrics?.attach({ kind: 'ingestor', ingestor: this });
+  }
+
+  /** Stops exporting this ingestor's counters (they stay in the exported totals). */
+  detachMetrics(): void {
+    this.detachMetrics_?.();
+    this.detachMetrics_ = undefined;
+  }
+
+  private sourceCounts(source: string): Record<EventKind, number> {
+    if (source === this.lastSource && this.lastSourceCounts !== undefined) return this.lastSourceCounts;
+    let c = this.eventsBySource.get(source);
+    if (c === undefined) this.eventsBySource.set(source, (c = noEvents()));
+    this.lastSource = source;
+    this.lastSourceCounts = c;
+    return c;
   }
 
   private normalizerFor(source: string): Normalizer | null {
@@ -118,12 +146,19 @@ export class Ingestor {
       this.reject(frame, reason);
       out.length = 0;
     }
-    for (const ev of out) this.enqueue(ev);
+    if (out.length > 0) {
+      const bySource = this.sourceCounts(frame.source);
+      for (const ev of out) {
+        bySource[ev.kind]++;
+        this.enqueue(ev);
+      }
+    }
     if (this.pendingCount >= this.batchSize || this.deadLetters.length > 0) await this.flush();
   }
 
   /** Adds an already canonical event (JSON-lines input of canonical events). */
   async pushEvent(ev: CanonicalEvent): Promise<void> {
+    this.sourceCounts('venue' in ev ? ev.venue : ev.source)[ev.kind]++;
     this.enqueue(ev);
     if (this.pendingCount >= this.batchSize) await this.flush();
   }
@@ -131,6 +166,7 @@ export class Ingestor {
   /** Records a line or frame that could not be read at all. */
   reject(frame: RawFrame, reason: string): void {
     this.counters.malformed++;
+    this.deadLettersBySource.set(frame.source, (this.deadLettersBySource.get(frame.source) ?? 0) + 1);
     if (this.rejectSamples.length < (this.options.keepSamples ?? 5)) this.rejectSamples.push({ origin: frame.origin ?? frame.source, reason });
     this.deadLetters.push({
       key: frame.source,

@@ -14,6 +14,7 @@ import { MemoryTransport } from '../transport/memory.ts';
 import type { Transport } from '../transport/types.ts';
 import { DetectorRunner, allDetectorTopics } from './detect.ts';
 import { Ingestor, type IngestOptions } from './ingest.ts';
+import type { PipelineMetrics } from './metrics.ts';
 import { StoreSide } from './store-side.ts';
 
 export interface PipelineOptions {
@@ -40,6 +41,8 @@ export interface PipelineOptions {
   ephemeralState?: boolean;
   /** Spill findings and dead letters beyond a memory bound to files (vigil run: VIGIL_DATA_DIR/spill). */
   spill?: SpillConfig;
+  /** Where the pipeline's counters and latencies go (src/observability/metrics.ts); absent: nowhere. */
+  metrics?: PipelineMetrics;
   log?: (message: string) => void;
 }
 
@@ -50,17 +53,21 @@ export class Pipeline {
   readonly storeSide: StoreSide;
   private readonly ownsTransport: boolean;
   private readonly ownedStateStore?: StateStore;
+  private readonly detachTransport?: () => void;
 
   constructor(private readonly options: PipelineOptions) {
     this.ownsTransport = !options.transport;
     this.transport = options.transport ?? new MemoryTransport({ partitions: options.partitions, queueCapacity: options.queueCapacity });
-    this.ingestor = new Ingestor(this.transport, options.ingest);
+    const metrics = options.metrics;
+    this.ingestor = new Ingestor(this.transport, metrics ? { ...options.ingest, metrics } : options.ingest);
+    this.detachTransport = metrics?.attach({ kind: 'transport', transport: this.transport });
     if (!options.stateStore && options.redisUrl) this.ownedStateStore = new RedisStateStore({ url: options.redisUrl });
     this.detectors = new DetectorRunner(this.transport, options.detectors, options.runId, {
       store: options.stateStore ?? this.ownedStateStore,
       idleMs: options.stateIdleMs,
       // Every detector's topics, so a rules change can add a rule on any of them.
       topics: allDetectorTopics(),
+      metrics,
     });
     this.storeSide = new StoreSide({
       transport: this.transport,
@@ -72,6 +79,7 @@ export class Pipeline {
       flushRows: options.flushRows,
       flushMs: options.flushMs,
       spill: options.spill,
+      metrics,
       log: options.log,
     });
   }
@@ -116,6 +124,8 @@ export class Pipeline {
     await this.ownedStateStore?.close();
     await this.storeSide.stop();
     await this.storeSide.close();
+    this.ingestor.detachMetrics();
+    this.detachTransport?.();
     if (this.ownsTransport) await this.transport.close();
   }
 }

@@ -23,6 +23,8 @@ import type { OutgoingMessage, Subscription, Transport, TransportStats, Subscrib
 import { DetectorRunner, allDetectorTopics } from './detect.ts';
 import type { Ingestor } from './ingest.ts';
 import { KafkaGroups } from './kafka-groups.ts';
+import { processObservability, type VigilMetrics } from '../observability/metrics.ts';
+import type { Readiness } from '../observability/readiness.ts';
 import { StoreSide, subscribeAlerts } from './store-side.ts';
 
 /** Consumer groups of the roles (the deployment's VIGIL_TOPIC_PREFIX is prepended on the broker). */
@@ -88,7 +90,10 @@ export function kafkaOptions(config: Config): Partial<KafkaTransportOptions> {
 
 /** The configured transport: Kafka when KAFKA_BROKERS is set, else in-process. */
 export function transportFor(config: Config): Transport {
-  return createTransport({ ...config, kafka: kafkaOptions(config) });
+  const transport = createTransport({ ...config, kafka: kafkaOptions(config) });
+  // A role's transport lives as long as its process: its figures are exported until then.
+  processObservability().metrics.attach({ kind: 'transport', transport });
+  return transport;
 }
 
 export function kafkaGroups(config: Config): KafkaGroups {
@@ -146,23 +151,64 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
 }
 
 /**
- * GET /healthz for the roles without the API (VIGIL_HEALTH_PORT): 200 while `check` says ok, else 503,
- * with its details as JSON. Returns undefined when no port is configured.
+ * Marks parts of a running pipeline in the readiness checks (GET /readyz): `pipeline` started (set back
+ * to not ready by the returned undo, e.g. between two demo loops), the Redis state store connected, the
+ * transport not failed (probed as watchTransport does). Returns the undo.
+ */
+export function markReady(
+  parts: { pipeline?: boolean; stateStore?: StateStore; transport?: Transport },
+  readiness: Readiness = processObservability().readiness,
+): () => void {
+  const undo: Array<() => void> = [];
+  if (parts.pipeline) {
+    readiness.set('pipeline', () => true);
+    undo.push(() => readiness.set('pipeline', () => false));
+  }
+  const store = parts.stateStore;
+  if (store instanceof RedisStateStore) undo.push(readiness.set('stateStore', () => store.isReady));
+  if (parts.transport) {
+    let failed = false;
+    const unwatch = watchTransport(parts.transport, () => (failed = true));
+    const off = readiness.set('transport', () => !failed);
+    undo.push(() => {
+      unwatch();
+      off();
+    });
+  }
+  return () => {
+    for (const u of undo.splice(0)) u();
+  };
+}
+
+/**
+ * The health server of the roles without the API (VIGIL_HEALTH_PORT): GET /healthz and GET /readyz
+ * answer 200 while `check` says ok, else 503 (with its details as JSON: which dependency is down);
+ * GET /metrics serves the process's Prometheus metrics. Returns undefined when no port is configured.
  */
 export async function startHealthServer(
   config: Config,
   role: string,
   check: () => { ok: boolean } & Record<string, unknown>,
+  metrics: VigilMetrics = processObservability().metrics,
 ): Promise<{ url: string; close(): Promise<void> } | undefined> {
   if (config.VIGIL_HEALTH_PORT === undefined) return undefined;
   const { createServer } = await import('node:http');
   const server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/healthz') {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method === 'GET' && path === '/metrics') {
+      metrics.text().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' }).end(body),
+        (e: unknown) => res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: (e as Error).message })),
+      );
+      return;
+    }
+    if (req.method !== 'GET' || (path !== '/healthz' && path !== '/readyz')) {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
       return;
     }
     const r = check();
-    res.writeHead(r.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: r.ok ? 'ok' : 'unavailable', role, ...r }));
+    const down = Object.entries(r).filter(([k, v]) => k !== 'ok' && v === false).map(([k]) => k);
+    res.writeHead(r.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: r.ok ? 'ok' : 'unavailable', role, ...(r.ok ? {} : { down }), ...r }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -178,6 +224,15 @@ export async function startHealthServer(
 
 /** Connects the configured live feeds (one connection per venue, all its symbols) into the ingestor until the signal. */
 export async function runFeeds(config: Config, ingestor: Ingestor, signal: AbortSignal, log: RoleLog): Promise<void> {
+  const detach = processObservability().metrics.attach({ kind: 'ingestor', ingestor });
+  try {
+    await connectFeeds(config, ingestor, signal, log);
+  } finally {
+    detach();
+  }
+}
+
+async function connectFeeds(config: Config, ingestor: Ingestor, signal: AbortSignal, log: RoleLog): Promise<void> {
   const byVenue = new Map<string, string[]>();
   for (const f of config.feeds) byVenue.set(f.venue, [...(byVenue.get(f.venue) ?? []), ...f.symbols]);
   await Promise.all(
@@ -200,6 +255,7 @@ export async function runFeeds(config: Config, ingestor: Ingestor, signal: Abort
 export function rulesController(config: Config, log: RoleLog): RulesController {
   const controller = new RulesController({ path: rulesPath(config), overrides: config.detectors, log: (m, extra) => log.info(m, extra) });
   controller.watch();
+  processObservability().metrics.watchRules(controller);
   return controller;
 }
 
@@ -244,6 +300,7 @@ export async function startDetectSide(config: Config, transport: Transport, log:
     topics: allDetectorTopics(),
     log: (m, extra) => log.warn(m, extra),
     offsetCheckpoint: transport.kind === 'kafka' ? { namespace: config.VIGIL_TOPIC_PREFIX } : undefined,
+    metrics: processObservability().metrics,
   });
   try {
     await runner.start();
@@ -285,6 +342,7 @@ export async function startApiSide(config: Config, transport: Transport, store: 
     flushMs: config.VIGIL_FLUSH_MS,
     spill: spillConfig(config),
     stopGraceMs: 5_000,
+    metrics: processObservability().metrics,
     log: (m) => log.warn(m),
   });
   let alerts: Subscription | undefined;

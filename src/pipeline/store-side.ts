@@ -20,6 +20,7 @@ import { DeadLetterWriter, FindingWriter, RunWriter, TxRiskWriter, type SpillCon
 import type { RunRecord, Store } from '../storage/types.ts';
 import { TOPICS, type Batch, type DeliveredMessage, type Subscription, type Transport } from '../transport/types.ts';
 import type { DeadLetterMessage } from './ingest.ts';
+import type { PipelineMetrics } from './metrics.ts';
 import type { TxRisk } from './risk-score.ts';
 
 /** Run records published by `vigil replay` over Kafka; the store side upserts them. */
@@ -47,6 +48,8 @@ export interface StoreSideOptions {
   spill?: SpillConfig;
   /** Durable mode: how long stop() lets handlers wait for the store before they give up (default 10 s). */
   stopGraceMs?: number;
+  /** Exports the writers' counters (rows stored, failed writes, spilled rows), read when scraped. */
+  metrics?: PipelineMetrics;
   log?: (message: string) => void;
 }
 
@@ -64,6 +67,7 @@ export class StoreSide {
   private giveUp: Promise<never> | undefined;
   private triggerGiveUp: ((e: Error) => void) | undefined;
   private closed = false;
+  private detachMetrics: (() => void) | undefined;
 
   constructor(private readonly options: StoreSideOptions) {
     this.maxPending = 10 * (options.flushRows ?? 1000);
@@ -82,6 +86,7 @@ export class StoreSide {
     }
     this.giveUp = new Promise<never>((_, reject) => (this.triggerGiveUp = reject));
     this.giveUp.catch(() => undefined);
+    this.detachMetrics = options.metrics?.attach({ kind: 'store', storeSide: this });
   }
 
   /** Subscribes (before anything is sent, on the in-process transport). */
@@ -186,6 +191,8 @@ export class StoreSide {
       this.runWriter?.close(options),
       this.txRiskWriter?.close(options),
     ]);
+    this.detachMetrics?.();
+    this.detachMetrics = undefined;
     return results.reduce<{ kept: number; lost: number }>((a, r) => ({ kept: a.kept + (r?.kept ?? 0), lost: a.lost + (r?.lost ?? 0) }), { kept: 0, lost: 0 });
   }
 }

@@ -9,6 +9,7 @@
  * anything; 'throw' answers an error the analyst can act on (add a LIMIT).
  */
 import type { ClickHouseSettings } from '@clickhouse/client';
+import type { ApiKeyInfo, NewApiKey } from '../core/api-keys.ts';
 import type { Finding } from '../core/events.ts';
 import type { TxRisk } from '../pipeline/risk-score.ts';
 import { ERR, VigilError } from '../core/errors.ts';
@@ -17,6 +18,10 @@ import { openEngine, type Engine } from './engine.ts';
 import { buildSearch, encodeCursor } from './finding-query.ts';
 import { migrate } from './migrations.ts';
 import {
+  API_KEY_COLUMNS,
+  apiKeyToRow,
+  rowToApiKey,
+  type ApiKeyReadRow,
   RULE_CHANGE_COLUMNS,
   rowToRuleChange,
   ruleChangeToRow,
@@ -185,6 +190,35 @@ class ClickHouseStore implements Store {
       params,
     );
     return rows.map(rowToDeadLetter);
+  }
+
+  async createApiKey(key: NewApiKey): Promise<void> {
+    this.assertOpen();
+    await this.db.insert('api_keys', [apiKeyToRow(key)]);
+  }
+
+  async listApiKeys(): Promise<ApiKeyInfo[]> {
+    this.assertOpen();
+    const rows = await this.db.rows<ApiKeyReadRow>(`SELECT ${API_KEY_COLUMNS} FROM {db}.api_keys FINAL ORDER BY created_at DESC, id`);
+    return rows.map(rowToApiKey);
+  }
+
+  async revokeApiKey(id: string, at = Date.now()): Promise<ApiKeyInfo | undefined> {
+    this.assertOpen();
+    const rows = await this.db.rows<ApiKeyReadRow>(`SELECT ${API_KEY_COLUMNS} FROM {db}.api_keys FINAL WHERE id = {id:String} LIMIT 1`, { id });
+    const row = rows[0];
+    if (!row) return undefined;
+    const info = rowToApiKey(row);
+    if (info.revokedAt !== undefined) return info;
+    // The revoked copy (state 1) replaces the valid one whatever the insert order.
+    await this.db.insert('api_keys', [apiKeyToRow({ ...info, keyHash: row.key_hash }, at)]);
+    return { ...info, revokedAt: Math.round(at) };
+  }
+
+  async findApiKeyByHash(keyHash: string): Promise<ApiKeyInfo | undefined> {
+    this.assertOpen();
+    const rows = await this.db.rows<ApiKeyReadRow>(`SELECT ${API_KEY_COLUMNS} FROM {db}.api_keys FINAL WHERE key_hash = {keyHash:String} LIMIT 1`, { keyHash });
+    return rows[0] && rowToApiKey(rows[0]);
   }
 
   async ping(): Promise<boolean> {

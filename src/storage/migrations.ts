@@ -119,6 +119,26 @@ export const MIGRATIONS: readonly Migration[] = [
       ORDER BY (version, previous_version, at)`,
     ],
   },
+  {
+    version: 5,
+    name: 'api keys',
+    statements: [
+      // One row per key; revoking inserts the key again with state 1, which wins over state 0 whatever
+      // the insert order (reads use FINAL). The key itself is never stored: only its SHA-256.
+      `CREATE TABLE IF NOT EXISTS {db}.api_keys (
+        id String,
+        name String,
+        role LowCardinality(String) COMMENT 'viewer, analyst, admin',
+        key_hash String COMMENT 'hex SHA-256 of the key',
+        hint String COMMENT 'the last 4 characters of the key',
+        created_at DateTime64(3, 'UTC'),
+        revoked_at Nullable(DateTime64(3, 'UTC')),
+        state UInt8 COMMENT '0 valid, 1 revoked'
+      )
+      ENGINE = ReplacingMergeTree(state)
+      ORDER BY id`,
+    ],
+  },
 ];
 
 export interface MigrationResult {

@@ -6,6 +6,7 @@
  */
 import { severityRank, type Evidence, type Finding, type Severity } from '../core/events.ts';
 import type { TxRisk } from '../pipeline/risk-score.ts';
+import type { ApiKeyInfo, NewApiKey, Role } from '../core/api-keys.ts';
 import type { DeadLetter, RuleChange, RunRecord, RunStatus } from './types.ts';
 
 export interface FindingRow {
@@ -147,6 +148,38 @@ export function rowToRun(r: { run_id: string; started_at_ms: number | string; fi
   const run: RunRecord = { runId: r.run_id, startedAt: Number(r.started_at_ms), status: r.status as RunStatus, inputs: r.inputs, summary: JSON.parse(r.summary) as Record<string, unknown> };
   if (r.finished_at_ms !== null) run.finishedAt = Number(r.finished_at_ms);
   return run;
+}
+
+export function apiKeyToRow(k: NewApiKey, revokedAt?: number): Record<string, unknown> {
+  return {
+    id: k.id,
+    name: k.name,
+    role: k.role,
+    key_hash: k.keyHash,
+    hint: k.hint,
+    created_at: ms(k.createdAt),
+    revoked_at: revokedAt === undefined ? null : ms(revokedAt),
+    state: revokedAt === undefined ? 0 : 1,
+  };
+}
+
+export const API_KEY_COLUMNS = `id, name, role, key_hash, hint, toUnixTimestamp64Milli(created_at) AS created_at_ms,
+  if(isNull(revoked_at), NULL, toUnixTimestamp64Milli(assumeNotNull(revoked_at))) AS revoked_at_ms`;
+
+export interface ApiKeyReadRow {
+  id: string;
+  name: string;
+  role: string;
+  key_hash: string;
+  hint: string;
+  created_at_ms: number | string;
+  revoked_at_ms: number | string | null;
+}
+
+export function rowToApiKey(r: ApiKeyReadRow): ApiKeyInfo {
+  const k: ApiKeyInfo = { id: r.id, name: r.name, role: r.role as Role, hint: r.hint, createdAt: Number(r.created_at_ms) };
+  if (r.revoked_at_ms !== null) k.revokedAt = Number(r.revoked_at_ms);
+  return k;
 }
 
 /** DateTime64(3) from JSON takes integer milliseconds only (a fraction fails the insert — measured). */

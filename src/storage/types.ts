@@ -5,6 +5,7 @@
 import type { Finding, Severity } from '../core/events.ts';
 import type { RuleChange } from '../detectors/rules.ts';
 import type { TxRisk } from '../pipeline/risk-score.ts';
+import type { ApiKeyInfo, NewApiKey } from '../core/api-keys.ts';
 
 export type { RuleChange };
 
@@ -66,6 +67,14 @@ export interface Store {
   listRuns(opts?: { limit?: number }): Promise<RunRecord[]>;
   /** Dead letters oldest first, raw bytes exactly as inserted. */
   listDeadLetters(query?: DeadLetterQuery): Promise<DeadLetter[]>;
+  /** Stores a new API key (its hash, never the key). */
+  createApiKey(key: NewApiKey): Promise<void>;
+  /** Every key, revoked ones too, newest first. */
+  listApiKeys(): Promise<ApiKeyInfo[]>;
+  /** Revokes a key (idempotent); undefined when no key has that id. */
+  revokeApiKey(id: string, at?: number): Promise<ApiKeyInfo | undefined>;
+  /** The key with this SHA-256 (hex), revoked or not. */
+  findApiKeyByHash(keyHash: string): Promise<ApiKeyInfo | undefined>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -28,6 +28,7 @@ export function alertRoutes(app: FastifyInstance, hub: AlertHub, options: AlertR
     '/api/alerts',
     {
       websocket: true,
+      config: { role: 'viewer' },
       preValidation: async (req) => {
         parsed.set(req, parseAlertQuery(req.query));
       },

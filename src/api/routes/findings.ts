@@ -5,12 +5,12 @@ import { FINDING_PARAMS, badParam, parseParams, parseSearchQuery } from '../quer
 
 /** GET /api/findings (search, keyset pages) and GET /api/findings/:id. */
 export function findingRoutes(app: FastifyInstance, store: Store): void {
-  app.get('/api/findings', async (req) => {
+  app.get('/api/findings', { config: { role: 'viewer' } }, async (req) => {
     const page = await store.searchFindings(parseSearchQuery(req.query));
     return { items: page.items, nextCursor: page.nextCursor ?? null, total: page.total };
   });
 
-  app.get<{ Params: { id: string } }>('/api/findings/:id', async (req) => {
+  app.get<{ Params: { id: string } }>('/api/findings/:id', { config: { role: 'viewer' } }, async (req) => {
     const { run } = parseParams(FINDING_PARAMS, req.query);
     const id = req.params.id;
     if (id.length === 0 || id.length > 200) throw badParam('id', 'a finding id', id);

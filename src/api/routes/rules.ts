@@ -15,6 +15,7 @@ import { ERR, VigilError } from '../../core/errors.ts';
 import { parseRulesText } from '../../detectors/rules.ts';
 import type { RulesController } from '../../detectors/rules-watch.ts';
 import type { Store } from '../../storage/types.ts';
+import { actorOf } from '../auth.ts';
 
 const limitSchema = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }).strict();
 
@@ -32,7 +33,7 @@ export function rulesRoutes(app: FastifyInstance, store: Store, rules: RulesCont
     }
   });
 
-  app.get('/api/rules', async () => {
+  app.get('/api/rules', { config: { role: 'viewer' } }, async () => {
     const c = controller();
     const set = c.current;
     return {
@@ -45,21 +46,21 @@ export function rulesRoutes(app: FastifyInstance, store: Store, rules: RulesCont
     };
   });
 
-  app.put('/api/rules', async (req) => {
+  app.put('/api/rules', { config: { role: 'admin' } }, async (req) => {
     const c = controller();
     if (req.body === undefined || req.body === null || typeof req.body !== 'object') {
       throw new VigilError(ERR.RULES_INVALID, 'expected the rules file as a JSON object (or YAML with content-type application/yaml)', 400);
     }
-    const { set, change } = await c.replace(req.body, 'api');
+    const { set, change } = await c.replace(req.body, actorOf(req));
     return { version: set.version, changed: change !== undefined, diff: change?.diff ?? [] };
   });
 
-  app.post('/api/rules/reload', async () => {
-    const change = await controller().reload('api');
+  app.post('/api/rules/reload', { config: { role: 'admin' } }, async (req) => {
+    const change = await controller().reload(actorOf(req));
     return { version: controller().current.version, changed: change !== undefined, diff: change?.diff ?? [] };
   });
 
-  app.get('/api/rules/changes', async (req) => {
+  app.get('/api/rules/changes', { config: { role: 'viewer' } }, async (req) => {
     const parsed = limitSchema.safeParse(req.query);
     if (!parsed.success) throw new VigilError(ERR.BAD_REQUEST, `invalid query: ${parsed.error.issues[0]?.path.join('.') || 'query'}: expected limit 1-1000`, 400);
     return { items: await store.listRuleChanges({ limit: parsed.data.limit }) };

@@ -1,15 +1,13 @@
 /**
  * POST /api/sql: analyst SQL against the store (read-only, row and time limits enforced by the
- * store). Guarded by a shared token in `x-vigil-sql-token`; without a configured token the route does
- * not exist (404). This is how `vigil sql` reaches a running `vigil run` that holds the embedded store.
+ * store). Needs an analyst key, or the per-process service token in `x-vigil-sql-token` (checked by
+ * the auth hook, src/api/auth.ts), even with auth off; with auth off and no token configured the
+ * route answers 404. This is how `vigil sql` reaches a running `vigil run` that holds the embedded store.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ERR, VigilError } from '../../core/errors.ts';
 import { SQL_FORMATS, type SqlFormat, type Store } from '../../storage/types.ts';
-
-export const SQL_TOKEN_HEADER = 'x-vigil-sql-token';
 
 const bodySchema = z
   .object({
@@ -32,10 +30,8 @@ const CONTENT_TYPES: Record<SqlFormat, string> = {
   PrettyCompact: 'text/plain; charset=utf-8',
 };
 
-export function sqlRoutes(app: FastifyInstance, store: Store, token: string | undefined): void {
-  app.post('/api/sql', async (req, reply) => {
-    if (!token) throw new VigilError(ERR.NOT_FOUND, 'the SQL endpoint is disabled (no SQL token configured)', 404);
-    checkToken(req, token);
+export function sqlRoutes(app: FastifyInstance, store: Store): void {
+  app.post('/api/sql', { config: { role: 'analyst', internal: true } }, async (req, reply) => {
     const parsed = bodySchema.safeParse(req.body);
     if (!parsed.success) {
       const field = String(parsed.error.issues[0]?.path[0] ?? 'body');
@@ -44,11 +40,4 @@ export function sqlRoutes(app: FastifyInstance, store: Store, token: string | un
     const text = await store.sql(parsed.data.query, parsed.data.format);
     return reply.type(CONTENT_TYPES[parsed.data.format]).send(text);
   });
-}
-
-function checkToken(req: FastifyRequest, token: string): void {
-  const given = req.headers[SQL_TOKEN_HEADER];
-  if (typeof given !== 'string' || given === '') throw new VigilError(ERR.UNAUTHORIZED, `missing ${SQL_TOKEN_HEADER} header`, 401);
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  if (!timingSafeEqual(digest(given), digest(token))) throw new VigilError(ERR.FORBIDDEN, `wrong ${SQL_TOKEN_HEADER}`, 403);
 }
