@@ -89,14 +89,30 @@ export interface CrossVenueDivergenceState {
   /** Venues dropped beyond maxVenues. */
   evicted: number;
   skipped: number;
+  /** The most recently updated venue (the Map's last entry), or null. */
+  last: VenueState | null;
 }
 
-function medianOf(xs: number[]): number {
-  xs.sort((a, b) => a - b);
-  const n = xs.length;
+/**
+ * Median of xs[0..n) (n ≥ 1), sorting that prefix in place: insertion sort, as n ≤ maxVenues is small (no
+ * comparator closure, no allocation). Same value as sorting with (a, b) => a − b: mids are finite numbers.
+ */
+function medianOf(xs: Float64Array, n: number): number {
+  for (let i = 1; i < n; i++) {
+    const x = xs[i] as number;
+    let j = i - 1;
+    while (j >= 0 && (xs[j] as number) > x) {
+      xs[j + 1] = xs[j] as number;
+      j--;
+    }
+    xs[j + 1] = x;
+  }
   const h = n >> 1;
   return n % 2 === 1 ? (xs[h] as number) : ((xs[h - 1] as number) + (xs[h] as number)) / 2;
 }
+
+/** Scratch for the mids of one quote's comparison (maxVenues ≤ 64): reused, never held across calls. */
+const scratch = new Float64Array(64);
 
 function makeInstance(params: CrossVenueDivergenceParams, ruleId: string): DetectorInstance<CrossVenueDivergenceState> {
   const { maxStaleMs, minOtherVenues, sampleMs, windowMs, maxSamples, minSamples, k, minScaleBps, minBps, minDurationMs, maxVenues, cooldownMs } = params;
@@ -113,18 +129,20 @@ function makeInstance(params: CrossVenueDivergenceParams, ruleId: string): Detec
     late: 0,
   });
 
-  const newState = (symbol: string): CrossVenueDivergenceState => ({ symbol, venues: new Map(), evicted: 0, skipped: 0 });
+  const newState = (symbol: string): CrossVenueDivergenceState => ({ symbol, venues: new Map(), evicted: 0, skipped: 0, last: null });
 
   const usualOf = (v: VenueState): number => (v.basis.size >= minSamples ? v.basis.median : 0);
 
   const fresh = (w: VenueState, ts: number): boolean => Math.abs(ts - w.ts) <= maxStaleMs;
 
+  /** A venue's mid adjusted by its usual basis. */
+  const adj = (w: VenueState): number => w.mid / (1 + usualOf(w) / 1e4);
+
   /** Is V the venue farthest from the median of all fresh venues' basis-adjusted mids? O(V). */
   const isOutlier = (s: CrossVenueDivergenceState, v: VenueState, ts: number): boolean => {
-    const adj = (w: VenueState): number => w.mid / (1 + usualOf(w) / 1e4);
-    const all: number[] = [];
-    for (const w of s.venues.values()) if (w === v || fresh(w, ts)) all.push(adj(w));
-    const med = medianOf(all);
+    let n = 0;
+    for (const w of s.venues.values()) if (w === v || fresh(w, ts)) scratch[n++] = adj(w);
+    const med = medianOf(scratch, n);
     // Ties (two venues: both equally far from their mean) count for both; 1e-9 absorbs rounding.
     const mine = Math.abs(adj(v) - med) + Math.abs(med) * 1e-9;
     for (const w of s.venues.values()) {
@@ -152,7 +170,11 @@ function makeInstance(params: CrossVenueDivergenceParams, ruleId: string): Detec
         v.late++;
         return;
       }
-      s.venues.delete(q.venue);
+      // Most recently updated last: re-inserted unless it already is the last.
+      if (v !== s.last) {
+        s.venues.delete(q.venue);
+        s.venues.set(q.venue, v);
+      }
     } else {
       if (s.venues.size >= maxVenues) {
         const oldest = s.venues.keys().next().value as string;
@@ -160,21 +182,21 @@ function makeInstance(params: CrossVenueDivergenceParams, ruleId: string): Detec
         s.evicted++;
       }
       v = newVenue(q.venue);
+      s.venues.set(q.venue, v);
     }
-    s.venues.set(q.venue, v);
+    s.last = v;
     const mid = midOf(q);
     v.mid = mid;
     v.ts = ts;
     v.quotes++;
 
-    const others: number[] = [];
-    for (const w of s.venues.values()) if (w !== v && fresh(w, ts)) others.push(w.mid);
-    if (others.length < minOtherVenues) {
+    let nOthers = 0;
+    for (const w of s.venues.values()) if (w !== v && fresh(w, ts)) scratch[nOthers++] = w.mid;
+    if (nOthers < minOtherVenues) {
       v.episode = null;
       return;
     }
-    const nOthers = others.length;
-    const ref = medianOf(others);
+    const ref = medianOf(scratch, nOthers);
     const basis = ((mid - ref) / ref) * 1e4;
 
     // Evaluate against the baseline as it was before this observation.
@@ -342,6 +364,7 @@ function makeInstance(params: CrossVenueDivergenceParams, ruleId: string): Detec
         }
         if (s.venues.has(v.venue)) throw new TypeError(`${what} appears twice`);
         s.venues.set(v.venue, v);
+        s.last = v;
       }
       return s;
     },

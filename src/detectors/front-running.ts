@@ -91,6 +91,27 @@ export type FrontRunningParams = z.infer<typeof frontRunningParams>;
 
 type OrderSide = 'buy' | 'sell';
 
+/** A house order record as the JSON holds it. */
+interface HouseOrderJSON {
+  uid: number;
+  account: string;
+  orderId: string;
+  side: OrderSide;
+  ts: number;
+  qty: number;
+  price: number;
+  filled: number;
+  notional: number;
+  cancelled: boolean;
+  /** eventRef() of the order's `new`. */
+  ref: string;
+}
+
+/**
+ * A house order record in memory: as HouseOrderJSON, except that the ref is built when first needed (a
+ * finding's evidence, the JSON; houseRef) from the venue and the id of the order's `new` — most records
+ * never need it, and formatting one per house order was a large part of the cost per event.
+ */
 interface HouseOrder {
   uid: number;
   account: string;
@@ -102,7 +123,54 @@ interface HouseOrder {
   filled: number;
   notional: number;
   cancelled: boolean;
-  ref: string;
+  /** eventRef() of the order's `new`; null until built from venue and newId. */
+  ref: string | null;
+  venue: string;
+  newId: string;
+}
+
+/** The record's ref (built once, from the `new` event's parts, by eventRef itself). */
+function houseRef(r: HouseOrder): string {
+  if (r.ref === null) r.ref = eventRef({ kind: 'order', venue: r.venue, orderId: r.newId, action: 'new', ts: r.ts } as Order);
+  return r.ref;
+}
+
+function houseOrderToJSON(r: HouseOrder): HouseOrderJSON {
+  return {
+    uid: r.uid,
+    account: r.account,
+    orderId: r.orderId,
+    side: r.side,
+    ts: r.ts,
+    qty: r.qty,
+    price: r.price,
+    filled: r.filled,
+    notional: r.notional,
+    cancelled: r.cancelled,
+    ref: houseRef(r),
+  };
+}
+
+function houseOrderFromJSON(r: HouseOrderJSON): HouseOrder {
+  return {
+    uid: r.uid,
+    account: r.account,
+    orderId: r.orderId,
+    side: r.side,
+    ts: r.ts,
+    qty: r.qty,
+    price: r.price,
+    filled: r.filled,
+    notional: r.notional,
+    cancelled: r.cancelled,
+    ref: r.ref,
+    venue: '',
+    newId: '',
+  };
+}
+
+function copyHouseOrder(r: HouseOrder): HouseOrder {
+  return { ...r };
 }
 
 interface Hit {
@@ -175,6 +243,8 @@ export interface FrontRunningState {
   recentBuy: TimeWindow<number>;
   recentSell: TimeWindow<number>;
   houses: Map<string, HouseAccount>;
+  /** The most recently touched house account (the last key of `houses`), or null. */
+  lastHouse: string | null;
   candidates: Candidate[];
   candIndex: Map<string, Candidate>;
   pending: Pending[];
@@ -201,7 +271,7 @@ interface FrontRunningJSON {
   clientAge: number[];
   clientQty: number[];
   nextUid: number;
-  records: HouseOrder[];
+  records: HouseOrderJSON[];
   index: Array<[string, number]>;
   recentBuyHorizon: number | null;
   recentBuy: Array<[number, number]>;
@@ -209,9 +279,11 @@ interface FrontRunningJSON {
   recentSell: Array<[number, number]>;
   houses: Array<[string, HouseJSON]>;
   candidates: Candidate[];
-  pending: Pending[];
+  pending: PendingJSON[];
   largeOrders: number;
 }
+
+type PendingJSON = Omit<Pending, 'order'> & { order: HouseOrderJSON };
 
 const MAX_TRIGGERS = 20;
 const MIN_CHANCE = 1e-300;
@@ -260,8 +332,8 @@ function chanceText(chance: number): string {
   return `1 in ${formatFixed(Math.max(1, Math.round(1 / chance)), 0)}`;
 }
 
-function isHouseOrder(x: unknown): x is HouseOrder {
-  const o = x as HouseOrder | null;
+function isHouseOrder(x: unknown): x is HouseOrderJSON {
+  const o = x as HouseOrderJSON | null;
   return (
     !!o &&
     isNum(o.uid) &&
@@ -345,6 +417,7 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
     recentBuy: new TimeWindow<number>(leadMs, maxOpenOrders),
     recentSell: new TimeWindow<number>(leadMs, maxOpenOrders),
     houses: new Map(),
+    lastHouse: null,
     candidates: [],
     candIndex: new Map(),
     pending: [],
@@ -355,9 +428,12 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
 
   const touchHouse = (s: FrontRunningState, account: string): HouseAccount => {
     let h = s.houses.get(account);
+    // Already the most recently touched: nothing moves.
+    if (h && account === s.lastHouse) return h;
     if (h) s.houses.delete(account);
     else h = newHouse(s.lastEvictTs ?? (s.startTs as number));
     s.houses.set(account, h);
+    s.lastHouse = account;
     while (s.houses.size > maxAccounts) {
       s.houses.delete(s.houses.keys().next().value as string);
       s.lastEvictTs = s.wm;
@@ -395,16 +471,20 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
       filled: 0,
       notional: 0,
       cancelled: false,
-      ref: eventRef(o),
+      ref: null,
+      venue: o.venue,
+      newId: o.orderId,
     };
     s.records.set(uid, rec);
     s.index.set(o.orderId, uid);
-    // Records serve the lead window and the close-out: older ones go (front = oldest placed).
+    // Records serve the lead window and the close-out: older ones go (front = oldest placed; the Map's
+    // key is the record's uid).
     const keepFrom = (s.wm as number) - recordMs;
-    for (const [oldUid, old] of s.records) {
-      if (s.records.size <= maxOpenOrders && old.ts >= keepFrom) break;
-      s.records.delete(oldUid);
-      if (s.index.get(old.orderId) === oldUid) s.index.delete(old.orderId);
+    for (;;) {
+      const old = s.records.values().next().value as HouseOrder | undefined;
+      if (old === undefined || (s.records.size <= maxOpenOrders && old.ts >= keepFrom)) break;
+      s.records.delete(old.uid);
+      if (s.index.get(old.orderId) === old.uid) s.index.delete(old.orderId);
     }
     (o.side === 'buy' ? s.recentBuy : s.recentSell).push(o.ts, uid);
     const h = touchHouse(s, o.account);
@@ -507,14 +587,19 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
     });
   };
 
+  // Eviction from the client-size window, made once per instance: acts on `clientOf`, set right before.
+  let clientOf: FrontRunningState | null = null;
+  const evictClient = (v: number): void => {
+    (clientOf as FrontRunningState).clientSorted.remove(v);
+  };
+
   const onClientNew = (s: FrontRunningState, o: Order, out: FindingDraft[]): void => {
     const t = o.ts;
     const samples = s.clientSorted.size;
     const usual = samples >= minClientOrders ? s.clientSorted.median() : Number.NaN;
     const large = usual > 0 && o.qty >= sizeMultiple * usual;
-    s.clientTs.push(t, o.qty, (v) => {
-      s.clientSorted.remove(v);
-    });
+    clientOf = s;
+    s.clientTs.push(t, o.qty, evictClient);
     s.clientSorted.insert(o.qty);
     if (!large) return;
     s.largeOrders += 1;
@@ -606,8 +691,8 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
       const pd: Pending = {
         house: account,
         cand,
-        order: { ...near },
-        houseRefs: sorted.map((r) => r.ref),
+        order: copyHouseOrder(near),
+        houseRefs: sorted.map(houseRef),
         lead,
         ordersAhead: list.length,
         hits: bestK,
@@ -740,7 +825,7 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
         clientAge: cw.ts.map((t) => (cw.horizon as number) - t),
         clientQty: cw.values,
         nextUid: s.nextUid,
-        records: [...s.records.values()].map((r) => ({ ...r })),
+        records: [...s.records.values()].map(houseOrderToJSON),
         index: [...s.index],
         recentBuyHorizon: rb.horizon,
         recentBuy: rb.ts.map((t, i) => [t, rb.values[i] as number]),
@@ -751,7 +836,7 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
           return [a, { since: h.since, bucketMs, buys: copy(h.buys), sells: copy(h.sells), hits: h.hits.map((x) => ({ ...x })), lastFindingTs: h.lastFindingTs }];
         }),
         candidates: s.candidates.map((c) => ({ ...c })),
-        pending: s.pending.map((pd) => ({ ...pd, cand: { ...pd.cand }, order: { ...pd.order }, houseRefs: [...pd.houseRefs] })),
+        pending: s.pending.map((pd) => ({ ...pd, cand: { ...pd.cand }, order: houseOrderToJSON(pd.order), houseRefs: [...pd.houseRefs] })),
         largeOrders: s.largeOrders,
       };
     },
@@ -797,7 +882,7 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
       s.clientSorted = SortedWindow.fromJSON({ capacity: maxClientSamples, values: s.clientTs.toJSON().values.sort((a, b) => a - b) });
       for (const r of j.records) {
         if (!isHouseOrder(r)) throw new TypeError('front_running: bad house order in state JSON');
-        s.records.set(r.uid, { ...r });
+        s.records.set(r.uid, houseOrderFromJSON(r));
       }
       while (s.records.size > maxOpenOrders) s.records.delete(s.records.keys().next().value as number);
       for (const e of j.index) {
@@ -838,6 +923,7 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
         s.houses.delete(s.houses.keys().next().value as string);
         s.lastEvictTs = s.wm;
       }
+      for (const a of s.houses.keys()) s.lastHouse = a;
       for (const c of j.candidates) {
         if (!isCandidate(c)) throw new TypeError('front_running: bad candidate in state JSON');
         const cand = { ...c };
@@ -859,7 +945,7 @@ function makeInstance(params: FrontRunningParams, ruleId: string): DetectorInsta
         s.pending.push({
           house: p.house,
           cand: { ...cand },
-          order: { ...p.order },
+          order: houseOrderFromJSON(p.order),
           houseRefs: [...p.houseRefs],
           lead: p.lead as number,
           ordersAhead: p.ordersAhead as number,

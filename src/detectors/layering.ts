@@ -37,7 +37,6 @@ import {
   formatAvgPrice,
   formatQty,
   FillLog,
-  newAccountBase,
   num,
   numOrNull,
   oppositeSide,
@@ -275,7 +274,9 @@ function makeInstance(params: LayeringParams, ruleId: string): DetectorInstance<
   const limits = { maxAccounts: p.maxAccounts, maxOpenOrders: p.maxOpenOrders };
 
   const makeAccount = (): LayerAccount => ({
-    ...newAccountBase(),
+    orders: new Map(),
+    liveBuy: 0,
+    liveSell: 0,
     pulls: { buy: new PullWindow(), sell: new PullWindow() },
     fills: { buy: new FillLog(fillSpan, p.maxFills), sell: new FillLog(fillSpan, p.maxFills) },
     shown: { buy: new FillLog(fillSpan, p.maxShown), sell: new FillLog(fillSpan, p.maxShown) },
@@ -386,57 +387,65 @@ function makeInstance(params: LayeringParams, ruleId: string): DetectorInstance<
     return 'fired';
   };
 
-  const onOrder = (s: LayeringState, ev: Order, out: FindingDraft[]): void => {
-    const hooks: OrderHooks<LayerAccount> = {
-      display(acc: LayerAccount, o: LiveOrder): void {
-        if (o.qty > 0) acc.shown[o.side].add(ev.ts, o.id, o.qty, o.px);
-      },
-      cancel(acc: LayerAccount, o: LiveOrder | undefined): void {
-        if (!o || !(o.rem > 0) || !(o.px > 0)) return;
-        const life = ev.ts - o.ts;
-        if (life > p.maxLifetimeMs || life < p.minLifetimeMs) return;
-        const w = acc.pulls[o.side];
-        const opp = Math.max(o.opp, s.book.liveOn(acc, oppositeSide(o.side)));
-        w.push({ id: o.id, px: o.px, q: o.rem, placed: o.ts, pulled: ev.ts, opp }, p.pullWindowMs, p.placeWindowMs, p.maxLayerOrders);
-        if (w.levels.size < p.minLevels) return;
-        const layers = w.list();
-        let maxOpp = 0;
-        for (const l of layers) if (l.opp > maxOpp) maxOpp = l.opp;
-        s.candidates += 1;
-        const c: LayerCandidate = {
-          side: o.side,
-          layers,
-          qty: w.qty,
-          levels: w.levels.size,
-          minPlaced: w.minPlaced,
-          maxPlaced: w.maxPlaced,
-          firstPulled: w.firstPulled,
-          lastPulled: ev.ts,
-          maxOpp,
-        };
-        const res = tryFire(s, acc, c, ev, out);
-        if (res === 'wait') {
-          acc.pending[o.side] = c;
-          return;
-        }
-        acc.pending[o.side] = null;
-        if (res === 'fired') w.clear();
-      },
-      fill(acc: LayerAccount, _o: LiveOrder | undefined, _ev: Order, qty: number, px: number): void {
-        acc.fills[ev.side].add(ev.ts, ev.orderId, qty, px);
-        const layerSide = oppositeSide(ev.side);
-        const c = acc.pending[layerSide];
-        if (c === null) return;
-        if (ev.ts > c.lastPulled + p.windowMs) {
-          acc.pending[layerSide] = null;
-          return;
-        }
-        const res = tryFire(s, acc, c, ev, out);
-        if (res === 'wait') return;
+  // The hooks are made once per instance (not per event): they read the state and the findings array of
+  // the event being applied from `cur` / `curOut`, set by onOrder.
+  let cur: LayeringState | null = null;
+  let curOut: FindingDraft[] = [];
+  const hooks: OrderHooks<LayerAccount> = {
+    display(acc: LayerAccount, o: LiveOrder, ev: Order): void {
+      if (o.qty > 0) acc.shown[o.side].add(ev.ts, o.id, o.qty, o.px);
+    },
+    cancel(acc: LayerAccount, o: LiveOrder | undefined, ev: Order): void {
+      if (!o || !(o.rem > 0) || !(o.px > 0)) return;
+      const life = ev.ts - o.ts;
+      if (life > p.maxLifetimeMs || life < p.minLifetimeMs) return;
+      const s = cur as LayeringState;
+      const w = acc.pulls[o.side];
+      const opp = Math.max(o.opp, s.book.liveOn(acc, oppositeSide(o.side)));
+      w.push({ id: o.id, px: o.px, q: o.rem, placed: o.ts, pulled: ev.ts, opp }, p.pullWindowMs, p.placeWindowMs, p.maxLayerOrders);
+      if (w.levels.size < p.minLevels) return;
+      const layers = w.list();
+      let maxOpp = 0;
+      for (const l of layers) if (l.opp > maxOpp) maxOpp = l.opp;
+      s.candidates += 1;
+      const c: LayerCandidate = {
+        side: o.side,
+        layers,
+        qty: w.qty,
+        levels: w.levels.size,
+        minPlaced: w.minPlaced,
+        maxPlaced: w.maxPlaced,
+        firstPulled: w.firstPulled,
+        lastPulled: ev.ts,
+        maxOpp,
+      };
+      const res = tryFire(s, acc, c, ev, curOut);
+      if (res === 'wait') {
+        acc.pending[o.side] = c;
+        return;
+      }
+      acc.pending[o.side] = null;
+      if (res === 'fired') w.clear();
+    },
+    fill(acc: LayerAccount, _o: LiveOrder | undefined, ev: Order, qty: number, px: number): void {
+      acc.fills[ev.side].add(ev.ts, ev.orderId, qty, px);
+      const layerSide = oppositeSide(ev.side);
+      const c = acc.pending[layerSide];
+      if (c === null) return;
+      if (ev.ts > c.lastPulled + p.windowMs) {
         acc.pending[layerSide] = null;
-        if (res === 'fired') acc.pulls[layerSide].clear();
-      },
-    };
+        return;
+      }
+      const res = tryFire(cur as LayeringState, acc, c, ev, curOut);
+      if (res === 'wait') return;
+      acc.pending[layerSide] = null;
+      if (res === 'fired') acc.pulls[layerSide].clear();
+    },
+  };
+
+  const onOrder = (s: LayeringState, ev: Order, out: FindingDraft[]): void => {
+    cur = s;
+    curOut = out;
     applyOrder(s.book, ev, hooks);
   };
 

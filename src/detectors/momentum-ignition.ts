@@ -34,7 +34,6 @@ import {
   bookToJSON,
   formatAvgPrice,
   formatQty,
-  newAccountBase,
   num,
   numOrNull,
   oppositeSide,
@@ -172,6 +171,11 @@ function sweepFromJSON(v: unknown, what: string): Sweep | null {
 }
 const sweepCopy = (s: Sweep | null): Sweep | null => (s === null ? null : { ...s, refs: [...s.refs], rrefs: [...s.rrefs] });
 
+/** Price a is worse than b for an aggressor of side S (higher for a buy, lower for a sell). */
+function worse(S: OrderSide, a: number, b: number): boolean {
+  return S === 'buy' ? a > b : a < b;
+}
+
 function moveBpsOf(s: Sweep): number | null {
   if (s.ref === null || !(s.ref > 0)) return null;
   return ((s.side === 'buy' ? s.ext - s.ref : s.ref - s.ext) / s.ref) * 1e4;
@@ -182,7 +186,9 @@ function makeInstance(params: MomentumIgnitionParams, ruleId: string): DetectorI
   const limits = { maxAccounts: p.maxAccounts, maxOpenOrders: p.maxOpenOrders };
 
   const makeAccount = (): MomentumAccount => ({
-    ...newAccountBase(),
+    orders: new Map(),
+    liveBuy: 0,
+    liveSell: 0,
     cur: { buy: null, sell: null },
     pend: { buy: null, sell: null },
     lastFindingTs: null,
@@ -275,93 +281,106 @@ function makeInstance(params: MomentumIgnitionParams, ruleId: string): DetectorI
     });
   };
 
-  const onOrder = (s: MomentumIgnitionState, ev: Order, out: FindingDraft[]): void => {
-    const hooks: OrderHooks<MomentumAccount> = {
-      display(_acc: MomentumAccount, o: LiveOrder): void {
-        // The opposite touch the order arrives into (what an aggressive order starts taking from).
-        const t = o.side === 'buy' ? s.book.bestAsk() : s.book.bestBid();
-        o.tag = [t ?? -1];
-      },
-      fill(acc: MomentumAccount, o: LiveOrder | undefined, _ev: Order, qty: number, px: number): void {
-        const S = ev.side;
-        const O = oppositeSide(S);
-        const ref = eventRef(ev);
-        // 1. A reversal of a pending sweep of the other side?
-        const pd = acc.pend[O];
-        if (pd !== null) {
-          if (ev.ts - pd.t1 > p.reversalWindowMs) acc.pend[O] = null;
-          else if (ev.ts >= pd.t1) {
-            const vwap = pd.n / pd.q;
-            const edge = p.minProfitBps / 1e4;
-            const better = O === 'buy' ? px > vwap * (1 + edge) : px < vwap * (1 - edge);
-            if (better) {
-              pd.rq += qty;
-              pd.rn += qty * px;
-              pd.rfills += 1;
-              if (pd.rrefs.length < MAX_REFS - 1 && pd.rrefs[pd.rrefs.length - 1] !== ref) pd.rrefs.push(ref);
-              if (pd.rq >= p.minReversalRatio * pd.q) {
-                fire(s, acc, pd, ev, out);
-                acc.pend[O] = null;
-                if (acc.cur[O] === pd) acc.cur[O] = null;
-              }
+  // The hooks are made once per instance (not per event): they read the state and the findings array of
+  // the event being applied from `cur` / `curOut`, set by onOrder.
+  let cur: MomentumIgnitionState | null = null;
+  let curOut: FindingDraft[] = [];
+  const hooks: OrderHooks<MomentumAccount> = {
+    display(_acc: MomentumAccount, o: LiveOrder): void {
+      const s = cur as MomentumIgnitionState;
+      // The opposite touch the order arrives into (what an aggressive order starts taking from).
+      const t = o.side === 'buy' ? s.book.bestAsk() : s.book.bestBid();
+      o.tag = [t ?? -1];
+    },
+    fill(acc: MomentumAccount, o: LiveOrder | undefined, ev: Order, qty: number, px: number): void {
+      const s = cur as MomentumIgnitionState;
+      const S = ev.side;
+      const O = oppositeSide(S);
+      // eventRef(ev), built only when it is stored (most fills are neither a reversal nor aggressive).
+      let ref: string | null = null;
+      // 1. A reversal of a pending sweep of the other side?
+      const pd = acc.pend[O];
+      if (pd !== null) {
+        if (ev.ts - pd.t1 > p.reversalWindowMs) acc.pend[O] = null;
+        else if (ev.ts >= pd.t1) {
+          const vwap = pd.n / pd.q;
+          const edge = p.minProfitBps / 1e4;
+          const better = O === 'buy' ? px > vwap * (1 + edge) : px < vwap * (1 - edge);
+          if (better) {
+            pd.rq += qty;
+            pd.rn += qty * px;
+            pd.rfills += 1;
+            if (pd.rrefs.length < MAX_REFS - 1) {
+              ref = eventRef(ev);
+              if (pd.rrefs[pd.rrefs.length - 1] !== ref) pd.rrefs.push(ref);
+            }
+            if (pd.rq >= p.minReversalRatio * pd.q) {
+              fire(s, acc, pd, ev, curOut);
+              acc.pend[O] = null;
+              if (acc.cur[O] === pd) acc.cur[O] = null;
             }
           }
         }
-        // 2. Part of an aggressive sweep on this side?
-        const aggressive = o !== undefined ? ev.ts - o.upd <= p.aggressorMaxMs || !(o.px > 0) : !(ev.price > 0);
-        if (!aggressive) return;
-        let sw = acc.cur[S];
-        if (sw === null || ev.ts - sw.t0 > p.sweepWindowMs || ev.ts < sw.t0) {
-          const last = s.book.priceBefore(ev.ts);
-          const touch = o !== undefined && o.tag !== null && (o.tag[0] as number) > 0 ? (o.tag[0] as number) : null;
-          const from = last === null ? touch : touch === null ? last : S === 'buy' ? Math.max(last, touch) : Math.min(last, touch);
-          sw = {
-            side: S,
-            t0: ev.ts,
-            t1: ev.ts,
-            ref: from,
-            last,
-            touch,
-            first: px,
-            ext: px,
-            levels: 1,
-            oid: ev.orderId,
-            olv: 1,
-            oext: px,
-            q: qty,
-            n: qty * px,
-            fills: 1,
-            refs: [ref],
-            rq: 0,
-            rn: 0,
-            rfills: 0,
-            rrefs: [],
-          };
-          acc.cur[S] = sw;
-        } else {
-          const worse = (a: number, b: number): boolean => (S === 'buy' ? a > b : a < b);
-          if (ev.orderId !== sw.oid) {
-            sw.oid = ev.orderId;
-            sw.olv = 1;
-            sw.oext = px;
-          } else if (worse(px, sw.oext)) {
-            sw.olv += 1;
-            sw.oext = px;
-          }
-          if (sw.olv > sw.levels) sw.levels = sw.olv;
-          if (worse(px, sw.ext)) sw.ext = px;
-          sw.q += qty;
-          sw.n += qty * px;
-          sw.fills += 1;
-          if (ev.ts > sw.t1) sw.t1 = ev.ts;
-          if (sw.refs.length < MAX_REFS && sw.refs[sw.refs.length - 1] !== ref) sw.refs.push(ref);
+      }
+      // 2. Part of an aggressive sweep on this side?
+      const aggressive = o !== undefined ? ev.ts - o.upd <= p.aggressorMaxMs || !(o.px > 0) : !(ev.price > 0);
+      if (!aggressive) return;
+      ref ??= eventRef(ev);
+      let sw = acc.cur[S];
+      if (sw === null || ev.ts - sw.t0 > p.sweepWindowMs || ev.ts < sw.t0) {
+        const last = s.book.priceBefore(ev.ts);
+        const touch = o !== undefined && o.tag !== null && (o.tag[0] as number) > 0 ? (o.tag[0] as number) : null;
+        const from = last === null ? touch : touch === null ? last : S === 'buy' ? Math.max(last, touch) : Math.min(last, touch);
+        sw = {
+          side: S,
+          t0: ev.ts,
+          t1: ev.ts,
+          ref: from,
+          last,
+          touch,
+          first: px,
+          ext: px,
+          levels: 1,
+          oid: ev.orderId,
+          olv: 1,
+          oext: px,
+          q: qty,
+          n: qty * px,
+          fills: 1,
+          refs: [ref],
+          rq: 0,
+          rn: 0,
+          rfills: 0,
+          rrefs: [],
+        };
+        acc.cur[S] = sw;
+      } else {
+        if (ev.orderId !== sw.oid) {
+          sw.oid = ev.orderId;
+          sw.olv = 1;
+          sw.oext = px;
+        } else if (worse(S, px, sw.oext)) {
+          sw.olv += 1;
+          sw.oext = px;
         }
-        if (acc.pend[S] !== sw && qualifies(sw)) {
-          acc.pend[S] = sw;
-          s.sweeps += 1;
-        }
-      },
-    };
+        if (sw.olv > sw.levels) sw.levels = sw.olv;
+        if (worse(S, px, sw.ext)) sw.ext = px;
+        sw.q += qty;
+        sw.n += qty * px;
+        sw.fills += 1;
+        if (ev.ts > sw.t1) sw.t1 = ev.ts;
+        if (sw.refs.length < MAX_REFS && sw.refs[sw.refs.length - 1] !== ref) sw.refs.push(ref);
+      }
+      if (acc.pend[S] !== sw && qualifies(sw)) {
+        acc.pend[S] = sw;
+        s.sweeps += 1;
+      }
+    },
+  };
+
+  const onOrder = (s: MomentumIgnitionState, ev: Order, out: FindingDraft[]): void => {
+    cur = s;
+    curOut = out;
     applyOrder(s.book, ev, hooks);
   };
 

@@ -5,10 +5,11 @@
  *
  * - every account's LIVE orders (new/replace add or update, cancel removes, fills reduce the remaining
  *   quantity and remove a fully filled order), bounded: at most `maxAccounts` accounts (the least recently
- *   seen is evicted, amortized O(1) through a Map's insertion order with delete + set on every event) and
+ *   seen is evicted, O(1) through a RecencyMap: a Map plus a recency list relinked on every event) and
  *   at most `maxOpenOrders` live orders per account (the least recently displayed is evicted);
  * - the TOUCH derived from those live orders: best bid = highest live buy price, best ask = lowest live
- *   sell price (two SortedWindows, O(log n) search + bounded memmove per change). Public quotes are not
+ *   sell price (two PriceLevels: distinct prices with their order counts, O(log L) per change, a move of
+ *   the levels only when a price level appears or empties). Public quotes are not
  *   used: topics do not interleave deterministically, and the order flow alone gives the same result on
  *   every replay. Market orders (price 0) are not part of the touch. When the tracked book is crossed
  *   (bid ≥ ask: orders whose cancel we never saw) or one side is empty, the last fill price stands in;
@@ -21,8 +22,6 @@
  * and restores under other limits by trimming (oldest accounts / orders first).
  */
 import type { Order } from '../core/events.ts';
-import { TimeWindow } from '../stats/event-window.ts';
-import { SortedWindow } from '../stats/sorted-window.ts';
 import { formatFixed, priceDecimals } from './format.ts';
 
 export type OrderSide = 'buy' | 'sell';
@@ -71,39 +70,225 @@ export interface BookLimits {
 /** Quantities below this fraction of an order's size count as fully filled (rounding of partial fills). */
 const FILLED_EPS = 1e-9;
 
+/**
+ * A multiset of prices kept as its distinct values, ascending, with a count each (parallel arrays): min and
+ * max in O(1); insert/remove a binary search over the levels, and a move of the levels behind the position
+ * only when a level appears or empties. The book's live prices crowd near the touch, so there are far fewer
+ * levels than orders (a sorted array of every order's price moved on each change). Plain arrays (unboxed
+ * doubles): far cheaper to create than typed arrays, and every instrument has two of these.
+ */
+export class PriceLevels {
+  private readonly px: number[] = [];
+  private readonly cnt: number[] = [];
+  /** Prices held, counted with multiplicity (the live orders). */
+  size = 0;
+
+  /** Distinct prices held. */
+  get levels(): number {
+    return this.px.length;
+  }
+  /** Smallest / largest price; NaN when empty. */
+  get min(): number {
+    return this.px.length === 0 ? Number.NaN : (this.px[0] as number);
+  }
+  get max(): number {
+    const n = this.px.length;
+    return n === 0 ? Number.NaN : (this.px[n - 1] as number);
+  }
+
+  /** Number of distinct prices < x. */
+  private lowerBound(x: number): number {
+    const px = this.px;
+    let lo = 0;
+    let hi = px.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((px[mid] as number) < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  insert(x: number): void {
+    if (Number.isNaN(x)) throw new RangeError('PriceLevels.insert: NaN');
+    const px = this.px;
+    const cnt = this.cnt;
+    const n = px.length;
+    const i = this.lowerBound(x);
+    this.size += 1;
+    if (i < n && px[i] === x) {
+      cnt[i] = (cnt[i] as number) + 1;
+      return;
+    }
+    px.push(x);
+    cnt.push(1);
+    for (let j = n; j > i; j--) {
+      px[j] = px[j - 1] as number;
+      cnt[j] = cnt[j - 1] as number;
+    }
+    px[i] = x;
+    cnt[i] = 1;
+  }
+
+  /** Removes one occurrence of x; false when x is not held. */
+  remove(x: number): boolean {
+    const px = this.px;
+    const cnt = this.cnt;
+    const i = this.lowerBound(x);
+    if (i >= px.length || px[i] !== x) return false;
+    this.size -= 1;
+    const c = (cnt[i] as number) - 1;
+    if (c > 0) {
+      cnt[i] = c;
+      return true;
+    }
+    const n = px.length - 1;
+    for (let j = i; j < n; j++) {
+      px[j] = px[j + 1] as number;
+      cnt[j] = cnt[j + 1] as number;
+    }
+    px.pop();
+    cnt.pop();
+    return true;
+  }
+}
+
+/** An entry of a RecencyMap: its key and value, and its neighbours in recency order. */
+interface RecencySlot<V> {
+  key: string;
+  value: V;
+  prev: RecencySlot<V> | null;
+  next: RecencySlot<V> | null;
+}
+
+/**
+ * A map whose iteration order is recency order — least recently touched first, like a Map on which every
+ * touch is a delete + set — kept as a linked list beside a Map of the slots: a touch relinks a slot (no
+ * hashing, no allocation) where delete + set rehashed a small Map's table every few events.
+ */
+export class RecencyMap<V> {
+  private readonly slots = new Map<string, RecencySlot<V>>();
+  private head: RecencySlot<V> | null = null;
+  private tail: RecencySlot<V> | null = null;
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  /** The value, without touching it. */
+  get(key: string): V | undefined {
+    return this.slots.get(key)?.value;
+  }
+
+  has(key: string): boolean {
+    return this.slots.has(key);
+  }
+
+  /** The value, made the most recently touched; undefined when absent. */
+  touch(key: string): V | undefined {
+    const e = this.slots.get(key);
+    if (e === undefined) return undefined;
+    if (e !== this.tail) {
+      this.unlink(e);
+      this.append(e);
+    }
+    return e.value;
+  }
+
+  /** Sets the value and makes it the most recently touched (Map delete + set). */
+  set(key: string, value: V): this {
+    const e = this.slots.get(key);
+    if (e !== undefined) {
+      e.value = value;
+      if (e !== this.tail) {
+        this.unlink(e);
+        this.append(e);
+      }
+      return this;
+    }
+    const slot: RecencySlot<V> = { key, value, prev: null, next: null };
+    this.slots.set(key, slot);
+    this.append(slot);
+    return this;
+  }
+
+  delete(key: string): boolean {
+    const e = this.slots.get(key);
+    if (e === undefined) return false;
+    this.slots.delete(key);
+    this.unlink(e);
+    return true;
+  }
+
+  /** The least recently touched key. */
+  oldestKey(): string | undefined {
+    return this.head === null ? undefined : this.head.key;
+  }
+
+  *keys(): IterableIterator<string> {
+    for (let e = this.head; e !== null; e = e.next) yield e.key;
+  }
+
+  *values(): IterableIterator<V> {
+    for (let e = this.head; e !== null; e = e.next) yield e.value;
+  }
+
+  *entries(): IterableIterator<[string, V]> {
+    for (let e = this.head; e !== null; e = e.next) yield [e.key, e.value];
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, V]> {
+    return this.entries();
+  }
+
+  private unlink(e: RecencySlot<V>): void {
+    if (e.prev === null) this.head = e.next;
+    else e.prev.next = e.next;
+    if (e.next === null) this.tail = e.prev;
+    else e.next.prev = e.prev;
+    e.prev = null;
+    e.next = null;
+  }
+
+  private append(e: RecencySlot<V>): void {
+    e.prev = this.tail;
+    e.next = null;
+    if (this.tail === null) this.head = e;
+    else this.tail.next = e;
+    this.tail = e;
+  }
+}
+
 export class OrderFlowBook<A extends AccountBase> {
-  readonly accounts = new Map<string, A>();
+  /** Accounts by name, least recently seen first. */
+  readonly accounts = new RecencyMap<A>();
   /** Live buy / sell prices (> 0) of every tracked order. */
-  readonly bids: SortedWindow;
-  readonly asks: SortedWindow;
+  readonly bids = new PriceLevels();
+  readonly asks = new PriceLevels();
   /** Last fill price and its time; prevPx = the last fill price of an earlier millisecond than lastPxTs. */
   lastPx: number | null = null;
   lastPxTs: number | null = null;
   prevPx: number | null = null;
+  /** The most recently seen account (the last of `accounts`) and its name: seen again, nothing to look up. */
+  private lastName: string | null = null;
+  private lastAcc: A | null = null;
 
   constructor(
     readonly limits: BookLimits,
     private readonly makeAccount: () => A,
-  ) {
-    const cap = Math.max(1, limits.maxAccounts * limits.maxOpenOrders);
-    this.bids = new SortedWindow(cap);
-    this.asks = new SortedWindow(cap);
-  }
+  ) {}
 
   /** The account, created when new; marks it most recently seen and evicts the least recently seen beyond maxAccounts. */
   account(name: string): A {
-    let acc = this.accounts.get(name);
-    if (acc !== undefined) {
-      this.accounts.delete(name);
+    if (name === this.lastName) return this.lastAcc as A;
+    let acc = this.accounts.touch(name);
+    if (acc === undefined) {
+      acc = this.makeAccount();
       this.accounts.set(name, acc);
-      return acc;
+      while (this.accounts.size > this.limits.maxAccounts) this.dropAccount(this.accounts.oldestKey() as string);
     }
-    acc = this.makeAccount();
-    this.accounts.set(name, acc);
-    while (this.accounts.size > this.limits.maxAccounts) {
-      const oldest = this.accounts.keys().next().value as string;
-      this.dropAccount(oldest);
-    }
+    this.lastName = name;
+    this.lastAcc = acc;
     return acc;
   }
 
@@ -130,21 +315,29 @@ export class OrderFlowBook<A extends AccountBase> {
   add(acc: A, o: LiveOrder): void {
     const prev = acc.orders.get(o.id);
     if (prev) this.remove(acc, o.id);
+    this.addAbsent(acc, o);
+  }
+
+  /** add() of an order whose id is known not to be live for the account (applyOrder just removed it). */
+  addAbsent(acc: A, o: LiveOrder): void {
     acc.orders.set(o.id, o);
     this.index(o);
     if (o.side === 'buy') acc.liveBuy += o.rem;
     else acc.liveSell += o.rem;
-    while (acc.orders.size > this.limits.maxOpenOrders) {
-      const oldest = acc.orders.keys().next().value as string;
-      this.remove(acc, oldest);
-    }
+    while (acc.orders.size > this.limits.maxOpenOrders) this.drop(acc, acc.orders.values().next().value as LiveOrder);
   }
 
   /** Removes a live order; returns it (undefined when not tracked). */
   remove(acc: A, id: string): LiveOrder | undefined {
     const o = acc.orders.get(id);
-    if (!o) return undefined;
-    acc.orders.delete(id);
+    if (o === undefined) return undefined;
+    this.drop(acc, o);
+    return o;
+  }
+
+  /** Removes the live order `o` (acc.orders holds it under o.id). */
+  private drop(acc: A, o: LiveOrder): void {
+    acc.orders.delete(o.id);
     this.unindex(o);
     if (acc.orders.size === 0) {
       // Exact zeros once nothing is live, so rounding cannot outlive the orders that caused it.
@@ -152,7 +345,6 @@ export class OrderFlowBook<A extends AccountBase> {
       acc.liveSell = 0;
     } else if (o.side === 'buy') acc.liveBuy = Math.max(0, acc.liveBuy - o.rem);
     else acc.liveSell = Math.max(0, acc.liveSell - o.rem);
-    return o;
   }
 
   /** Reduces a live order by a fill; removes it when fully filled. */
@@ -257,7 +449,11 @@ export function applyOrder<A extends AccountBase>(book: OrderFlowBook<A>, ev: Or
         tag: keep ? prev.tag : null,
       };
       hooks.display?.(acc, o, ev, prev);
-      if (o.rem > 0) book.add(acc, o);
+      // The order's id was just removed, unless a replace moved another id to it (then add() checks).
+      if (o.rem > 0) {
+        if (ev.action === 'new' || ev.origOrderId === undefined || ev.origOrderId === ev.orderId) book.addAbsent(acc, o);
+        else book.add(acc, o);
+      }
       break;
     }
     case 'cancel': {
@@ -308,40 +504,114 @@ export interface FillRange {
  * An account's recent fills on one side, in event-time order (a fill older than the newest is filed at the
  * newest's time, so the log stays sorted for binary search), bounded by time and count, with cumulative
  * quantity/notional per entry: the sum over any time range is a difference of two entries.
+ *
+ * The window behaves exactly like a TimeWindow (src/stats/event-window.ts) of (ts, fill) entries: it holds
+ * the entries with ts > horizon − spanMs (horizon = the largest time seen) and at most maxCount of them, the
+ * newest. It is stored as a ring of numbers (ts, q, p, c, n per entry, and the order ids beside them), so a
+ * fill allocates nothing and a lookup reads no objects; the ring is allocated at the first fill.
  */
 export class FillLog {
-  readonly w: TimeWindow<FillRec>;
+  readonly spanMs: number;
+  readonly maxCount: number;
+  /** Ring of entries, STRIDE numbers each: ts, q, p, c, n (a plain array of unboxed doubles). */
+  private d: number[] = [];
+  private ids: string[] = [];
+  /** Ring capacity (entries), first entry's slot, entries held. */
+  private cap = 0;
+  private head = 0;
+  private n = 0;
+  private horizonTs = Number.NEGATIVE_INFINITY;
   private cq = 0;
   private cn = 0;
 
   constructor(spanMs: number, maxCount: number) {
-    this.w = new TimeWindow<FillRec>(spanMs, maxCount);
+    if (!(spanMs > 0)) throw new RangeError(`TimeWindow: spanMs must be > 0 (got ${spanMs})`);
+    if (!Number.isInteger(maxCount) || maxCount < 1) throw new RangeError(`TimeWindow: maxCount must be a positive integer (got ${maxCount})`);
+    this.spanMs = spanMs;
+    this.maxCount = maxCount;
   }
 
   get size(): number {
-    return this.w.size;
+    return this.n;
+  }
+
+  /** Slot of the i-th entry from the oldest. */
+  private slot(i: number): number {
+    const k = this.head + i;
+    return k < this.cap ? k : k - this.cap;
+  }
+
+  private tsAt(i: number): number {
+    return this.d[this.slot(i) * STRIDE] as number;
+  }
+
+  /** Advances the horizon to `now` (if later) and drops the entries with ts <= horizon − spanMs. */
+  private expire(now: number): void {
+    if (now > this.horizonTs) this.horizonTs = now;
+    const cutoff = this.horizonTs - this.spanMs;
+    while (this.n > 0 && this.tsAt(0) <= cutoff) this.shift();
+  }
+
+  private shift(): void {
+    this.ids[this.head] = '';
+    this.head = this.head + 1 === this.cap ? 0 : this.head + 1;
+    this.n -= 1;
+  }
+
+  /** Appends an entry: TimeWindow.push (expire by its time, then by count). */
+  private push(ts: number, id: string, q: number, p: number, c: number, n: number): void {
+    if (!Number.isFinite(ts)) throw new RangeError(`TimeWindow.push: non-finite ts ${ts}`);
+    this.expire(ts);
+    if (this.n === this.maxCount) this.shift();
+    if (this.n === this.cap) this.grow();
+    const k = this.slot(this.n);
+    const d = this.d;
+    const b = k * STRIDE;
+    d[b] = ts;
+    d[b + 1] = q;
+    d[b + 2] = p;
+    d[b + 3] = c;
+    d[b + 4] = n;
+    this.ids[k] = id;
+    this.n += 1;
+  }
+
+  private grow(): void {
+    const cap = this.cap === 0 ? Math.min(this.maxCount, 8) : Math.min(this.maxCount, this.cap * 2);
+    const d: number[] = [];
+    const ids: string[] = [];
+    for (let i = 0; i < this.n; i++) {
+      const b = this.slot(i) * STRIDE;
+      for (let j = 0; j < STRIDE; j++) d.push(this.d[b + j] as number);
+      ids.push(this.ids[this.slot(i)] as string);
+    }
+    for (let i = this.n * STRIDE; i < cap * STRIDE; i++) d.push(0.5);
+    for (let i = this.n; i < cap; i++) ids.push('');
+    this.d = d;
+    this.ids = ids;
+    this.cap = cap;
+    this.head = 0;
   }
 
   add(ts: number, id: string, q: number, p: number): void {
-    const newest = this.w.newestTs;
-    const t = newest !== undefined && ts < newest ? newest : ts;
-    this.w.expire(t);
-    if (this.w.size === 0) {
+    const t = this.n > 0 && ts < this.tsAt(this.n - 1) ? this.tsAt(this.n - 1) : ts;
+    this.expire(t);
+    if (this.n === 0) {
       this.cq = 0;
       this.cn = 0;
     }
     this.cq += q;
     this.cn += q * p;
-    this.w.push(t, { id, q, p, c: this.cq, n: this.cn });
+    this.push(t, id, q, p, this.cq, this.cn);
   }
 
   /** Index of the first fill at or after t (strict: after t). */
   private bound(t: number, strict: boolean): number {
     let lo = 0;
-    let hi = this.w.size;
+    let hi = this.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const ts = this.w.at(mid).ts;
+      const ts = this.tsAt(mid);
       if (ts < t || (strict && ts === t)) lo = mid + 1;
       else hi = mid;
     }
@@ -353,18 +623,39 @@ export class FillLog {
     const a = this.bound(t0, false);
     const b = this.bound(t1, true);
     if (b <= a) return { count: 0, qty: 0, notional: 0, first: a };
-    const first = this.w.at(a).value;
-    const last = this.w.at(b - 1).value;
-    return { count: b - a, qty: last.c - (first.c - first.q), notional: last.n - (first.n - first.q * first.p), first: a };
+    const d = this.d;
+    const f = this.slot(a) * STRIDE;
+    const l = this.slot(b - 1) * STRIDE;
+    const fq = d[f + 1] as number;
+    const fp = d[f + 2] as number;
+    return { count: b - a, qty: (d[l + 3] as number) - ((d[f + 3] as number) - fq), notional: (d[l + 4] as number) - ((d[f + 4] as number) - fq * fp), first: a };
   }
 
+  /** The count of fills with t0 ≤ ts ≤ t1 (range() without the sums). */
+  count(t0: number, t1: number): number {
+    const a = this.bound(t0, false);
+    const b = this.bound(t1, true);
+    return b > a ? b - a : 0;
+  }
+
+  /** i-th fill from the oldest (0) to the newest (size − 1). */
   at(i: number): { ts: number; value: FillRec } {
-    return this.w.at(i);
+    if (i < 0 || i >= this.n) throw new RangeError(`TimeWindow.at: index ${i} out of range [0, ${this.n})`);
+    const k = this.slot(i);
+    const d = this.d;
+    const b = k * STRIDE;
+    return { ts: d[b] as number, value: { id: this.ids[k] as string, q: d[b + 1] as number, p: d[b + 2] as number, c: d[b + 3] as number, n: d[b + 4] as number } };
   }
 
   toJSON(): FillLogJSON {
-    const j = this.w.toJSON();
-    return { h: j.horizon, t: j.ts, f: j.values.map((r) => [r.id, r.q, r.p, r.c, r.n]), cq: this.cq, cn: this.cn };
+    const t: number[] = [];
+    const f: [string, number, number, number, number][] = [];
+    for (let i = 0; i < this.n; i++) {
+      const { ts, value: r } = this.at(i);
+      t.push(ts);
+      f.push([r.id, r.q, r.p, r.c, r.n]);
+    }
+    return { h: Number.isFinite(this.horizonTs) ? this.horizonTs : null, t, f, cq: this.cq, cn: this.cn };
   }
 
   static fromJSON(json: unknown, spanMs: number, maxCount: number, what: string): FillLog {
@@ -376,14 +667,17 @@ export class FillLog {
     for (let i = 0; i < j.t.length; i++) {
       const r = j.f[i];
       if (!Array.isArray(r) || r.length !== 5 || typeof r[0] !== 'string') throw new TypeError(`${what}: bad fill entry`);
-      log.w.push(num(j.t[i], what), { id: r[0], q: num(r[1], what), p: num(r[2], what), c: num(r[3], what), n: num(r[4], what) });
+      log.push(num(j.t[i], what), r[0], num(r[1], what), num(r[2], what), num(r[3], what), num(r[4], what));
     }
-    if (j.h !== null && j.h !== undefined) log.w.expire(num(j.h, what));
+    if (j.h !== null && j.h !== undefined) log.expire(num(j.h, what));
     log.cq = num(j.cq, what);
     log.cn = num(j.cn, what);
     return log;
   }
 }
+
+/** Numbers per FillLog entry: ts, q, p, c, n. */
+const STRIDE = 5;
 
 export interface FillLogJSON {
   h: number | null;

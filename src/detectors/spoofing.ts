@@ -22,8 +22,6 @@
 import { z } from 'zod';
 import type { CanonicalEvent, Order, Severity } from '../core/events.ts';
 import { eventRef } from '../core/events.ts';
-import { TimeWindow } from '../stats/event-window.ts';
-import { SortedWindow } from '../stats/sorted-window.ts';
 import { formatDuration, formatFixed, formatTimes, round } from './format.ts';
 import {
   accountBaseToJSON,
@@ -33,7 +31,6 @@ import {
   FillLog,
   formatAvgPrice,
   formatQty,
-  newAccountBase,
   num,
   numOrNull,
   oppositeSide,
@@ -95,33 +92,132 @@ export const MAX_PENDING = 8;
 /** Opposite fills listed in the evidence triggers. */
 const MAX_FILL_REFS = 17;
 
-/** Bounded sample of order sizes: a TimeWindow for eviction and a SortedWindow for the median. */
+/**
+ * Bounded sample of order sizes, with its median. The samples are kept in arrival order for eviction — a
+ * ring of (ts, q) with exactly a TimeWindow's semantics (the samples with ts > horizon − spanMs, at most
+ * maxCount, the newest) — and sorted for the median (the same arithmetic as SortedWindow.median, i.e.
+ * simple-statistics' quantile 0.5). Plain arrays of unboxed doubles, inline: no eviction callback, and
+ * cheap to create (every account of an instrument has one; typed arrays cost far more to allocate).
+ */
 export class SizeBaseline {
-  readonly w: TimeWindow<number>;
-  readonly s: SortedWindow;
+  readonly spanMs: number;
+  readonly maxCount: number;
+  /** Ring of samples: ts and q by slot (capacity = the arrays' length, grown by doubling up to maxCount). */
+  private ts: number[] = [];
+  private qs: number[] = [];
+  private head = 0;
+  private n = 0;
+  private horizonTs = Number.NEGATIVE_INFINITY;
+  /** The samples' sizes, ascending. */
+  private readonly sorted: number[] = [];
+
   constructor(spanMs: number, maxCount: number) {
-    this.w = new TimeWindow<number>(spanMs, maxCount);
-    this.s = new SortedWindow(maxCount);
+    if (!(spanMs > 0)) throw new RangeError(`TimeWindow: spanMs must be > 0 (got ${spanMs})`);
+    if (!Number.isInteger(maxCount) || maxCount < 1) throw new RangeError(`TimeWindow: maxCount must be a positive integer (got ${maxCount})`);
+    this.spanMs = spanMs;
+    this.maxCount = maxCount;
   }
-  private readonly evict = (v: number): void => {
-    this.s.remove(v);
-  };
+
+  /** Drops the oldest sample (from the sorted part too). */
+  private shift(): void {
+    const q = this.qs[this.head] as number;
+    // Remove one occurrence of q: the first position holding it (lower bound).
+    const a = this.sorted;
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((a[mid] as number) < q) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < a.length && a[lo] === q) {
+      for (let j = lo + 1; j < a.length; j++) a[j - 1] = a[j] as number;
+      a.pop();
+    }
+    this.head = this.head + 1 === this.ts.length ? 0 : this.head + 1;
+    this.n -= 1;
+  }
+
+  private grow(): void {
+    const cap = this.ts.length === 0 ? Math.min(this.maxCount, 16) : Math.min(this.maxCount, this.ts.length * 2);
+    const ts: number[] = [];
+    const qs: number[] = [];
+    for (let i = 0; i < this.n; i++) {
+      let k = this.head + i;
+      if (k >= this.ts.length) k -= this.ts.length;
+      ts.push(this.ts[k] as number);
+      qs.push(this.qs[k] as number);
+    }
+    for (let i = this.n; i < cap; i++) {
+      ts.push(0.5);
+      qs.push(0.5);
+    }
+    this.ts = ts;
+    this.qs = qs;
+    this.head = 0;
+  }
+
   push(ts: number, q: number): void {
-    this.w.push(ts, q, this.evict);
-    this.s.insert(q);
+    if (!Number.isFinite(ts)) throw new RangeError(`TimeWindow.push: non-finite ts ${ts}`);
+    this.expire(ts);
+    if (this.n === this.maxCount) this.shift();
+    if (this.n === this.ts.length) this.grow();
+    let k = this.head + this.n;
+    if (k >= this.ts.length) k -= this.ts.length;
+    this.ts[k] = ts;
+    this.qs[k] = q;
+    this.n += 1;
+    if (Number.isNaN(q)) throw new RangeError('SortedWindow.insert: NaN');
+    // Insert after the equal values (upper bound).
+    const a = this.sorted;
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((a[mid] as number) <= q) lo = mid + 1;
+      else hi = mid;
+    }
+    a.push(q);
+    for (let j = a.length - 1; j > lo; j--) a[j] = a[j - 1] as number;
+    a[lo] = q;
   }
+
+  /** Advances the horizon to `now` (if later) and drops the samples with ts <= horizon − spanMs. */
   expire(now: number): void {
-    this.w.expire(now, this.evict);
+    if (now > this.horizonTs) this.horizonTs = now;
+    const cutoff = this.horizonTs - this.spanMs;
+    while (this.n > 0 && (this.ts[this.head] as number) <= cutoff) this.shift();
   }
+
+  /** Samples held (in the sorted part, as SortedWindow.size was). */
   get size(): number {
-    return this.s.size;
+    return this.sorted.length;
   }
+
+  /** simple-statistics quantileSorted(·, 0.5) of the samples (as SortedWindow.median); NaN when empty. */
   median(): number {
-    return this.s.median();
+    const a = this.sorted;
+    const n = a.length;
+    if (n === 0) return Number.NaN;
+    const idx = (n - 1) * 0.5;
+    if (idx % 1 !== 0) {
+      const lower = Math.floor(idx);
+      const lo = a[lower] as number;
+      return lo + (idx - lower) * ((a[Math.ceil(idx)] as number) - lo);
+    }
+    return a[idx] as number;
   }
+
   toJSON(): { h: number | null; t: number[]; q: number[] } {
-    const j = this.w.toJSON();
-    return { h: j.horizon, t: j.ts, q: j.values };
+    const t: number[] = [];
+    const q: number[] = [];
+    for (let i = 0; i < this.n; i++) {
+      let k = this.head + i;
+      if (k >= this.ts.length) k -= this.ts.length;
+      t.push(this.ts[k] as number);
+      q.push(this.qs[k] as number);
+    }
+    return { h: Number.isFinite(this.horizonTs) ? this.horizonTs : null, t, q };
   }
   static fromJSON(json: unknown, spanMs: number, maxCount: number, what: string): SizeBaseline {
     const j = json as { h?: unknown; t?: unknown; q?: unknown } | null;
@@ -192,7 +288,9 @@ function makeInstance(params: SpoofingParams, ruleId: string): DetectorInstance<
   const limits = { maxAccounts: p.maxAccounts, maxOpenOrders: p.maxOpenOrders };
 
   const makeAccount = (): SpoofAccount => ({
-    ...newAccountBase(),
+    orders: new Map(),
+    liveBuy: 0,
+    liveSell: 0,
     sizes: new SizeBaseline(p.sizeWindowMs, p.maxSizeSamples),
     fills: { buy: new FillLog(fillSpan, p.maxFills), sell: new FillLog(fillSpan, p.maxFills) },
     pending: [],
@@ -283,52 +381,66 @@ function makeInstance(params: SpoofingParams, ruleId: string): DetectorInstance<
     });
   };
 
+  // The hooks are made once per instance (not per event): they read the state and the findings array of
+  // the event being applied from `cur` / `curOut`, set by onOrder.
+  let cur: SpoofingState | null = null;
+  let curOut: FindingDraft[] = [];
+  const hooks: OrderHooks<SpoofAccount> = {
+    display(acc: SpoofAccount, o: LiveOrder, ev: Order): void {
+      const s = cur as SpoofingState;
+      const q = o.qty;
+      if (!(q > 0)) return;
+      s.sizes.expire(ev.ts);
+      acc.sizes.expire(ev.ts);
+      if (s.sizes.size >= p.minSizeSamples) {
+        const instMed = s.sizes.median();
+        const accMed = acc.sizes.size >= p.minSizeSamples ? acc.sizes.median() : -1;
+        const usual = Math.max(accMed, p.instrumentFloor * instMed);
+        const dist = s.book.distanceBps(o.side, o.px);
+        if (usual > 0 && q >= p.sizeMultiple * usual && dist !== null && dist <= p.nearTouchBps) {
+          o.tag = [q, usual, dist, o.px, ev.ts, ev.action === 'replace' ? 1 : 0, accMed, instMed, acc.sizes.size];
+          s.marked += 1;
+        }
+      }
+      s.sizes.push(ev.ts, q);
+      acc.sizes.push(ev.ts, q);
+    },
+    cancel(acc: SpoofAccount, o: LiveOrder | undefined, ev: Order): void {
+      if (!o || o.tag === null) return;
+      const dts = o.tag[4] as number;
+      const lifetime = ev.ts - dts;
+      if (lifetime > p.maxLifetimeMs || lifetime < p.minLifetimeMs) return;
+      const cand: PendingSpoof = { id: o.id, side: o.side, tag: o.tag, cts: ev.ts };
+      if (acc.fills[oppositeSide(o.side)].count(dts - p.windowMs, ev.ts) > 0) {
+        fire(cur as SpoofingState, acc, cand, ev.ts, ev, curOut);
+        return;
+      }
+      acc.pending.push(cand);
+      if (acc.pending.length > MAX_PENDING) acc.pending.shift();
+    },
+    fill(acc: SpoofAccount, _o: LiveOrder | undefined, ev: Order, qty: number, px: number): void {
+      acc.fills[ev.side].add(ev.ts, ev.orderId, qty, px);
+      const pending = acc.pending;
+      if (pending.length === 0) return;
+      // Drop what can no longer complete (in place), then complete the oldest cancelled order of the other side.
+      let kept = 0;
+      for (let i = 0; i < pending.length; i++) {
+        const c = pending[i] as PendingSpoof;
+        if (ev.ts <= c.cts + p.windowMs) pending[kept++] = c;
+      }
+      pending.length = kept;
+      let i = 0;
+      while (i < kept && ((pending[i] as PendingSpoof).side === ev.side || (pending[i] as PendingSpoof).id === ev.orderId)) i++;
+      if (i === kept) return;
+      const cand = pending[i] as PendingSpoof;
+      pending.splice(i, 1);
+      fire(cur as SpoofingState, acc, cand, cand.cts, ev, curOut);
+    },
+  };
+
   const onOrder = (s: SpoofingState, ev: Order, out: FindingDraft[]): void => {
-    const hooks: OrderHooks<SpoofAccount> = {
-      display(acc: SpoofAccount, o: LiveOrder): void {
-        const q = o.qty;
-        if (!(q > 0)) return;
-        s.sizes.expire(ev.ts);
-        acc.sizes.expire(ev.ts);
-        if (s.sizes.size >= p.minSizeSamples) {
-          const instMed = s.sizes.median();
-          const accMed = acc.sizes.size >= p.minSizeSamples ? acc.sizes.median() : -1;
-          const usual = Math.max(accMed, p.instrumentFloor * instMed);
-          const dist = s.book.distanceBps(o.side, o.px);
-          if (usual > 0 && q >= p.sizeMultiple * usual && dist !== null && dist <= p.nearTouchBps) {
-            o.tag = [q, usual, dist, o.px, ev.ts, ev.action === 'replace' ? 1 : 0, accMed, instMed, acc.sizes.size];
-            s.marked += 1;
-          }
-        }
-        s.sizes.push(ev.ts, q);
-        acc.sizes.push(ev.ts, q);
-      },
-      cancel(acc: SpoofAccount, o: LiveOrder | undefined): void {
-        if (!o || o.tag === null) return;
-        const dts = o.tag[4] as number;
-        const lifetime = ev.ts - dts;
-        if (lifetime > p.maxLifetimeMs || lifetime < p.minLifetimeMs) return;
-        const cand: PendingSpoof = { id: o.id, side: o.side, tag: o.tag, cts: ev.ts };
-        const r = acc.fills[oppositeSide(o.side)].range(dts - p.windowMs, ev.ts);
-        if (r.count > 0) {
-          fire(s, acc, cand, ev.ts, ev, out);
-          return;
-        }
-        acc.pending.push(cand);
-        if (acc.pending.length > MAX_PENDING) acc.pending.shift();
-      },
-      fill(acc: SpoofAccount, _o: LiveOrder | undefined, _ev: Order, qty: number, px: number): void {
-        acc.fills[ev.side].add(ev.ts, ev.orderId, qty, px);
-        if (acc.pending.length === 0) return;
-        // Drop what can no longer complete, then complete the oldest cancelled order of the other side.
-        acc.pending = acc.pending.filter((c) => ev.ts <= c.cts + p.windowMs);
-        const i = acc.pending.findIndex((c) => c.side !== ev.side && c.id !== ev.orderId);
-        if (i < 0) return;
-        const cand = acc.pending[i] as PendingSpoof;
-        acc.pending.splice(i, 1);
-        fire(s, acc, cand, cand.cts, ev, out);
-      },
-    };
+    cur = s;
+    curOut = out;
     applyOrder(s.book, ev, hooks);
   };
 

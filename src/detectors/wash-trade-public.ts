@@ -70,7 +70,8 @@ export const washTradePublicParams = z
   });
 export type WashTradePublicParams = z.infer<typeof washTradePublicParams>;
 
-export interface Run {
+/** A run as the JSON holds it. */
+export interface RunJSON {
   q0: number;
   lastSide: 'buy' | 'sell';
   count: number;
@@ -83,11 +84,39 @@ export interface Run {
   refs: string[];
 }
 
+/**
+ * A run in memory: as RunJSON, except that the refs are kept as their parts — eventRef() of print i is
+ * `pre + refs[i]` (the trade id behind the key's "trade:venue:symbol:" prefix; pre '' = full refs). Nearly
+ * every print starts a run, and formatting a ref string for each of them was most of the cost per trade:
+ * the strings are built only for a finding or the JSON (runRefs).
+ */
+export interface Run {
+  q0: number;
+  lastSide: 'buy' | 'sell';
+  count: number;
+  volume: number;
+  startTs: number;
+  lastTs: number;
+  cumBefore: number;
+  pre: string;
+  refs: string[];
+}
+
 export interface WashTradePublicState {
   key: string;
   cumVol: number;
-  /** Price (as a string key) → runs at that price; Map order = least recently touched first. */
-  runs: Map<string, Run[]>;
+  /**
+   * Price → runs at that price; Map order = least recently touched first. Keyed by the number itself
+   * (String(price) in the JSON): the same keys as strings for every finite price, without formatting a
+   * string per trade.
+   */
+  runs: Map<number, Run[]>;
+  /** The most recently touched price (the Map's last key; NaN when unknown): touching it again needs no re-insert. */
+  lastPrice: number;
+  /** Ref prefix of the last trade's venue and symbol (refPrefix); '' = not known yet, or refs kept in full. */
+  refPre: string;
+  refVenue: string;
+  refSymbol: string;
   /** Round path: open slice and its counts. */
   sliceIdx: number | null;
   sliceN: number;
@@ -114,7 +143,7 @@ interface WashTradePublicJSON {
   key: string;
   roundWindowMs: number;
   cumVol: number;
-  runs: Array<[string, Run[]]>;
+  runs: Array<[string, RunJSON[]]>;
   sliceIdx: number | null;
   sliceN: number;
   sliceR: number;
@@ -143,12 +172,68 @@ function formatQty(q: number): string {
   return f.includes('.') ? f.replace(/\.?0+$/, '') : f;
 }
 
+/**
+ * The prefix `pre` with eventRef(t) === pre + t.tradeId ("trade:venue:symbol:"), cached in the state for
+ * the last venue and symbol seen; '' when eventRef does not have that form (refs are then kept in full).
+ */
+function refPrefix(s: WashTradePublicState, t: Trade): string {
+  if (t.venue === s.refVenue && t.symbol === s.refSymbol) return s.refPre;
+  const full = eventRef(t);
+  const pre = `trade:${t.venue}:${t.symbol}:`;
+  s.refVenue = t.venue;
+  s.refSymbol = t.symbol;
+  s.refPre = pre + t.tradeId === full ? pre : '';
+  return s.refPre;
+}
+
+/** The run's part of a print's ref (see Run). */
+function refPart(pre: string, t: Trade): string {
+  return pre === '' ? eventRef(t) : t.tradeId;
+}
+
+/** The run's refs in full. */
+function runRefs(r: Run): string[] {
+  const pre = r.pre;
+  if (pre === '') return [...r.refs];
+  const out = new Array<string>(r.refs.length);
+  for (let i = 0; i < r.refs.length; i++) out[i] = pre + (r.refs[i] as string);
+  return out;
+}
+
+/** Appends a print's ref (prefix pre, part `part`), switching the run to full refs when the prefix differs. */
+function pushRef(r: Run, pre: string, part: string): void {
+  if (r.pre === pre) {
+    r.refs.push(part);
+    return;
+  }
+  r.refs = runRefs(r);
+  r.pre = '';
+  r.refs.push(pre + part);
+}
+
+/** A run started by one print. */
+function newRun(qty: number, side: 'buy' | 'sell', ts: number, cumBefore: number, pre: string, part: string): Run {
+  return { q0: qty, lastSide: side, count: 1, volume: qty, startTs: ts, lastTs: ts, cumBefore, pre, refs: [part] };
+}
+
+/** Removes the run touched longest ago (the first with the smallest lastTs), in place. */
+function dropOldestRun(list: Run[]): void {
+  let oldest = 0;
+  for (let i = 1; i < list.length; i++) if ((list[i] as Run).lastTs < (list[oldest] as Run).lastTs) oldest = i;
+  for (let i = oldest + 1; i < list.length; i++) list[i - 1] = list[i] as Run;
+  list.length -= 1;
+}
+
 /** qty is a whole multiple of lot (relative tolerance for binary fractions such as 0.1). */
 export function isRoundQty(qty: number, lot: number): boolean {
   if (!(qty > 0)) return false;
   const k = qty / lot;
   const n = Math.round(k);
   return n >= 1 && Math.abs(k - n) <= 1e-9 * Math.max(1, k);
+}
+
+function runToJSON(r: Run): RunJSON {
+  return { q0: r.q0, lastSide: r.lastSide, count: r.count, volume: r.volume, startTs: r.startTs, lastTs: r.lastTs, cumBefore: r.cumBefore, refs: runRefs(r) };
 }
 
 function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorInstance<WashTradePublicState> {
@@ -161,6 +246,10 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
       key,
       cumVol: 0,
       runs: new Map(),
+      lastPrice: Number.NaN,
+      refPre: '',
+      refVenue: '',
+      refSymbol: '',
       sliceIdx: null,
       sliceN: 0,
       sliceR: 0,
@@ -180,28 +269,34 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
     return s;
   };
 
-  const evictBase = (s: WashTradePublicState) => (v: [number, number]): void => {
+  // Eviction callbacks made once per instance (not per call): they act on `cur`, the state whose windows
+  // are being pushed or expired, set right before.
+  let cur: WashTradePublicState | null = null;
+  const evictBase = (v: [number, number]): void => {
+    const s = cur as WashTradePublicState;
     s.baseN -= v[0];
     s.baseR -= v[1];
   };
   /** A slice leaving the window moves into the baseline. */
-  const evictRecent = (s: WashTradePublicState) => (v: [number, number], ts: number): void => {
+  const evictRecent = (v: [number, number], ts: number): void => {
+    const s = cur as WashTradePublicState;
     s.recentN -= v[0];
     s.recentR -= v[1];
-    s.base.push(ts, v, evictBase(s));
+    s.base.push(ts, v, evictBase);
     s.baseN += v[0];
     s.baseR += v[1];
   };
 
   /** Moves the open slice to idx (closing the open one into the window). */
   const openSlice = (s: WashTradePublicState, idx: number): void => {
+    cur = s;
     if (s.sliceIdx !== null && (s.sliceN > 0 || s.sliceR > 0)) {
-      s.recent.push(s.sliceIdx * sliceMs, [s.sliceN, s.sliceR], evictRecent(s));
+      s.recent.push(s.sliceIdx * sliceMs, [s.sliceN, s.sliceR], evictRecent);
       s.recentN += s.sliceN;
       s.recentR += s.sliceR;
     }
-    s.recent.expire(idx * sliceMs, evictRecent(s));
-    s.base.expire(idx * sliceMs - (p.roundWindowMs - sliceMs), evictBase(s));
+    s.recent.expire(idx * sliceMs, evictRecent);
+    s.base.expire(idx * sliceMs - (p.roundWindowMs - sliceMs), evictBase);
     s.sliceIdx = idx;
     s.sliceN = 0;
     s.sliceR = 0;
@@ -213,11 +308,14 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
     const ts = t.ts;
     const qty = t.qty;
     if (!(qty > 0)) return;
-    if (t.side !== 'buy' && t.side !== 'sell') return;
-    const pk = String(t.price);
+    const side = t.side;
+    if (side !== 'buy' && side !== 'sell') return;
+    const pk = t.price;
+    // The price's runs, made the most recently touched (re-inserted last) unless they already are.
     let list = s.runs.get(pk);
-    if (list) s.runs.delete(pk); // re-inserted below: most recently touched last
-    else list = [];
+    const touched = list !== undefined && pk === s.lastPrice;
+    if (list === undefined) list = [];
+    else if (!touched) s.runs.delete(pk);
     let run: Run | undefined;
     let at = -1;
     for (let i = 0; i < list.length; i++) {
@@ -228,31 +326,30 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
         break;
       }
     }
-    const ref = eventRef(t);
-    const fresh = (): Run => ({ q0: qty, lastSide: t.side as 'buy' | 'sell', count: 1, volume: qty, startTs: ts, lastTs: ts, cumBefore: s.cumVol - qty, refs: [ref] });
+    const pre = refPrefix(s, t);
+    const part = refPart(pre, t);
     if (run === undefined) {
-      run = fresh();
+      run = newRun(qty, side, ts, s.cumVol - qty, pre, part);
       list.push(run);
-      if (list.length > p.runsPerPrice) {
-        // Drop the run touched longest ago.
-        let oldest = 0;
-        for (let i = 1; i < list.length; i++) if ((list[i] as Run).lastTs < (list[oldest] as Run).lastTs) oldest = i;
-        list.splice(oldest, 1);
-      }
-    } else if (run.lastSide === t.side || ts - run.startTs > p.runWindowMs || ts < run.lastTs) {
-      run = fresh();
+      // Drop the run touched longest ago.
+      if (list.length > p.runsPerPrice) dropOldestRun(list);
+    } else if (run.lastSide === side || ts - run.startTs > p.runWindowMs || ts < run.lastTs) {
+      run = newRun(qty, side, ts, s.cumVol - qty, pre, part);
       list[at] = run;
     } else {
       run.count += 1;
       run.volume += qty;
-      run.lastSide = t.side;
+      run.lastSide = side;
       run.lastTs = ts;
-      if (run.refs.length < MAX_REFS) run.refs.push(ref);
+      if (run.refs.length < MAX_REFS) pushRef(run, pre, part);
     }
-    s.runs.set(pk, list);
-    if (s.runs.size > p.maxRunPrices) {
-      const first = s.runs.keys().next().value as string;
-      s.runs.delete(first);
+    if (!touched) {
+      s.runs.set(pk, list);
+      s.lastPrice = pk;
+      if (s.runs.size > p.maxRunPrices) {
+        const first = s.runs.keys().next().value as number;
+        s.runs.delete(first);
+      }
     }
 
     if (run.count < p.minRun) return;
@@ -261,6 +358,8 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
     if (share < p.minRunShare) return;
     if (s.lastRunFireTs !== null && ts - s.lastRunFireTs < p.cooldownMs) return;
     s.lastRunFireTs = ts;
+    const ref = pre + part;
+    const refs = runRefs(run);
     const dec = priceDecimals(t.price, t.price);
     const trigger = `${ref}#run`;
     out.push({
@@ -291,7 +390,7 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
         },
         baseline: { note: 'public prints carry no accounts: a pattern, not proof of common ownership', windowVolumeSince: run.startTs },
         threshold: { minRun: p.minRun, minRunShare: p.minRunShare, sizeTolerance: p.sizeTolerance, runWindowMs: p.runWindowMs },
-        triggers: run.refs.includes(ref) ? [...run.refs] : [...run.refs.slice(0, MAX_REFS - 1), ref],
+        triggers: refs.includes(ref) ? refs : [...refs.slice(0, MAX_REFS - 1), ref],
       },
     });
   };
@@ -380,7 +479,7 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
         key: s.key,
         roundWindowMs: p.roundWindowMs,
         cumVol: s.cumVol,
-        runs: [...s.runs].map(([k, list]) => [k, list.map((r) => ({ ...r, refs: [...r.refs] }))]),
+        runs: [...s.runs].map(([k, list]) => [String(k), list.map(runToJSON)]),
         sliceIdx: s.sliceIdx,
         sliceN: s.sliceN,
         sliceR: s.sliceR,
@@ -433,15 +532,18 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
           ) {
             throw new TypeError('wash_trade_public: malformed run');
           }
-          list.push({ ...(o as unknown as Run), refs: [...(o.refs as string[])].slice(0, MAX_REFS) });
+          const x = o as unknown as RunJSON;
+          list.push({ q0: x.q0, lastSide: x.lastSide, count: x.count, volume: x.volume, startTs: x.startTs, lastTs: x.lastTs, cumBefore: x.cumBefore, pre: '', refs: x.refs.slice(0, MAX_REFS) });
         }
         while (list.length > p.runsPerPrice) {
           let oldest = 0;
           for (let i = 1; i < list.length; i++) if ((list[i] as Run).lastTs < (list[oldest] as Run).lastTs) oldest = i;
           list.splice(oldest, 1);
         }
-        s.runs.set(e[0], list);
+        // Keys are String(price) of finite prices, which Number() turns back into exactly that price.
+        s.runs.set(Number(e[0]), list);
       }
+      for (const k of s.runs.keys()) s.lastPrice = k;
       for (const r of j.roundRefs) {
         if (!Array.isArray(r) || r.length !== 2 || !isNum(r[0]) || typeof r[1] !== 'string') throw new TypeError('wash_trade_public: roundRefs must be [ts, ref] pairs');
         s.roundRefs.push([r[0], r[1]]);
@@ -454,20 +556,21 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
       };
       const recent = TimeWindow.fromJSON(j.recent, revive);
       const base = TimeWindow.fromJSON(j.base, revive);
+      cur = s;
       if (j.roundWindowMs === p.roundWindowMs) {
         // Same slices: rebuild through this instance's bounds (a changed baseline span trims the baseline).
         for (const e of base.entries()) {
-          s.base.push(e.ts, e.value, evictBase(s));
+          s.base.push(e.ts, e.value, evictBase);
           s.baseN += e.value[0];
           s.baseR += e.value[1];
         }
-        if (Number.isFinite(base.horizon)) s.base.expire(base.horizon, evictBase(s));
+        if (Number.isFinite(base.horizon)) s.base.expire(base.horizon, evictBase);
         for (const e of recent.entries()) {
-          s.recent.push(e.ts, e.value, evictRecent(s));
+          s.recent.push(e.ts, e.value, evictRecent);
           s.recentN += e.value[0];
           s.recentR += e.value[1];
         }
-        if (Number.isFinite(recent.horizon)) s.recent.expire(recent.horizon, evictRecent(s));
+        if (Number.isFinite(recent.horizon)) s.recent.expire(recent.horizon, evictRecent);
         s.sliceIdx = j.sliceIdx as number | null;
         s.sliceN = j.sliceN as number;
         s.sliceR = j.sliceR as number;
@@ -491,7 +594,7 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
         br += j.sliceR as number;
         if (bn > 0) {
           const at = last ?? base.newestTs ?? 0;
-          s.base.push(at, [bn, br], evictBase(s));
+          s.base.push(at, [bn, br], evictBase);
           s.baseN = bn;
           s.baseR = br;
         }
