@@ -71,6 +71,23 @@ const round = (x: number, step: number): number => Math.round(x / step) * step;
 
 const VENUES = ['binance', 'coinbase', 'kraken'] as const;
 const SEGMENTS = ['retail', 'institutional', 'market_maker'] as const;
+/**
+ * Order sizes: every account has a characteristic size (a factor of the instrument's, lognormal across
+ * accounts, σ ACCOUNT_SIZE_SIGMA) and sizes its orders around it (σ ORDER_SIZE_SIGMA). The instrument's size
+ * distribution is about what it was with one σ = 1 draw per order, but each account's own sizes are no
+ * longer as dispersed as the whole market's: with independent draws, 1 order in 19 of EVERY account was ≥ 5×
+ * that account's median size, so honest flow was full of "large orders near the touch, cancelled while the
+ * account traded the other side" (spoofing fired ~2,100 times per 1M order events).
+ */
+const ACCOUNT_SIZE_SIGMA = 1;
+const ORDER_SIZE_SIGMA = 0.4;
+
+/** The account's size factor: fixed per account name (a hash, not the stream's generator, so no other draw moves). */
+function accountSizeScale(account: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < account.length; i++) h = Math.imul(h ^ account.charCodeAt(i), 16777619);
+  return lognormal(mulberry32(h >>> 0), 1, ACCOUNT_SIZE_SIGMA);
+}
 
 interface MarketKey {
   venue: string;
@@ -183,7 +200,11 @@ class MarketGen {
     if (k.open.length === 0 || u < 0.42 || (k.open.length < 3 && u < 0.6)) {
       const side = rng() < 0.5 ? 'buy' : 'sell';
       const away = Math.floor(rng() * 10) * k.tick + (k.spreadTicks * k.tick) / 2;
-      o = { orderId: `O${++this.orderSeq}`, account: pick(rng, k.accounts), side, price: round(side === 'buy' ? k.mid - away : k.mid + away, k.tick / 2), qty: round(lognormal(rng, 2000 / k.mid, 1), 1e-6) || 1e-6 };
+      // Drawn in the same order as ever (account, then size): the rest of the stream does not move.
+      const account = pick(rng, k.accounts);
+      const price = round(side === 'buy' ? k.mid - away : k.mid + away, k.tick / 2);
+      const size = round(lognormal(rng, (2000 / k.mid) * accountSizeScale(account), ORDER_SIZE_SIGMA), 1e-6) || 1e-6;
+      o = { orderId: `O${++this.orderSeq}`, account, side, price, qty: size };
       if (k.open.length >= 64) k.open.shift();
       k.open.push(o);
       action = 'new';
@@ -398,15 +419,22 @@ class PaymentGen {
   }
 }
 
+/** Payments per account and day: card and payment traffic, a few a day for a retail account. */
+const TX_PER_ACCOUNT_DAY = 3;
+const PAY_ACCOUNTS = 20_000;
+
 /**
- * ~200 transactions/s over 20,000 accounts (each about one payment every 100 s) and 2,000 merchants (a few
- * big ones); cards are used at merchants of the account's own country 99.5% of the time; transfers go to
- * other accounts or outside; 1% of transactions get a label later.
+ * ~0.7 transactions/s over 20,000 accounts — each about 3 payments a day, as in card and payment traffic
+ * (the 300,000 transactions span ~5 days) — and 2,000 merchants (a few big ones, with hundreds a day);
+ * cards are used at merchants of the account's own country 99.5% of the time; transfers go to other
+ * accounts or outside; 1% of transactions get a label later.
  */
 function paymentStream(n: number): CanonicalEvent[] {
   const rng = mulberry32(2);
   const gen = new PaymentGen(rng);
-  const accounts = Array.from({ length: 20_000 }, (_, i) => gen.account(`A${i}`));
+  const accounts = Array.from({ length: PAY_ACCOUNTS }, (_, i) => gen.account(`A${i}`));
+  // Uniform gaps with the mean that gives TX_PER_ACCOUNT_DAY per account (1.44 s over 20,000 accounts).
+  const maxGapMs = (2 * 86_400_000) / (PAY_ACCOUNTS * TX_PER_ACCOUNT_DAY);
   const merchants = Array.from({ length: 2_000 }, (_, i) => gen.merchant(`MER${i}`));
   const byCountry = new Map<string, Merchant[]>();
   for (const m of merchants) {
@@ -417,7 +445,7 @@ function paymentStream(n: number): CanonicalEvent[] {
   const out: CanonicalEvent[] = [];
   let ts = T0;
   while (out.length < n) {
-    ts += Math.floor(rng() * 10);
+    ts += Math.floor(rng() * maxGapMs);
     const a = accounts[Math.floor(rng() * accounts.length)] as Account;
     const local = byCountry.get(a.country[0]);
     const pool = local && rng() < 0.995 ? local : merchants;

@@ -2,10 +2,11 @@
  * `amount_anomaly`: a transaction amount far above what the account usually spends (or receives).
  *
  * Per account and currency — and channel, with perChannel (default) — (a bounded map of maxBaselines, least
- * recently seen evicted), the natural logs
- * of the last windowSize amounts (and none older than maxAgeMs) of the transactions that pass the direction
- * and channel filters are kept in a SortedWindow (FIFO order in a TimeWindow), so median and MAD cost
- * O(1)/O(log n). Each transaction with an amount > 0 is judged against the baseline BEFORE it joins it:
+ * recently seen evicted), the natural logs of the last windowSize amounts (and none older than maxAgeMs)
+ * of the transactions that pass the direction and channel filters are kept in FIFO order with a sorted
+ * view (tx-common SortedFifo: a SortedWindow built when the baseline is first judged, then maintained),
+ * so median and MAD cost O(1)/O(log n). Each transaction with an amount > 0 is judged against the
+ * baseline BEFORE it joins it:
  *   z = (ln(amount) − median) / max(1.4826 · MAD, minScale)
  * and a finding fires when all of these hold: the baseline holds ≥ minHistory amounts, z ≥ zThreshold,
  * amount ≥ minAmount (per-currency override; an absolute floor), and amount ≥ maxRatio × the largest
@@ -17,17 +18,15 @@
  */
 import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type Severity, type Transaction } from '../core/events.ts';
-import { SortedWindow } from '../stats/sorted-window.ts';
-import { TimeWindow } from '../stats/event-window.ts';
 import { formatAmount, formatFixed, formatTimes, round } from './format.ts';
 import { MAD_TO_SIGMA } from './price-jump.ts';
 import {
+  SortedFifo,
   arr,
   channelMatches,
   currencyAmounts,
   directionMatches,
   directionParam,
-  lruEntry,
   num,
   numOrNull,
   perCurrency,
@@ -77,13 +76,14 @@ export const amountAnomalyParams = z
   });
 export type AmountAnomalyParams = z.infer<typeof amountAnomalyParams>;
 
-interface CurState {
-  /** ln(amount) in arrival order (for eviction by count and age) and sorted (for median/MAD). */
-  fifo: TimeWindow<number>;
-  sorted: SortedWindow;
+/**
+ * One baseline: ln(amount) in arrival order (for eviction by count and age) with its sorted view (for
+ * median/MAD; built on first use: most baselines never reach minHistory).
+ */
+class CurState extends SortedFifo {
   /** Largest amount seen in this currency (all time). */
-  max: number | null;
-  seen: number;
+  max: number | null = null;
+  seen = 0;
 }
 
 export interface AmountAnomalyState {
@@ -91,6 +91,9 @@ export interface AmountAnomalyState {
   curs: Map<string, CurState>;
   lastFireTs: number | null;
   judged: number;
+  /** The baseline last seen (the last key of curs) and its entry: nothing to reorder when it comes again (not state: not in the JSON). */
+  mruKey: string | null;
+  mru: CurState | null;
 }
 
 interface CurJSON {
@@ -121,13 +124,49 @@ function makeInstance(params: AmountAnomalyParams, ruleId: string): DetectorInst
   const { direction, perChannel, maxBaselines, cooldownMs } = params;
   const channels = new Set(params.channels);
 
-  const newState = (key: string): AmountAnomalyState => ({ key, curs: new Map(), lastFireTs: null, judged: 0 });
-  const newCur = (): CurState => ({ fifo: new TimeWindow<number>(maxAgeMs, windowSize), sorted: new SortedWindow(windowSize), max: null, seen: 0 });
-  const evictor =
-    (c: CurState) =>
-    (x: number): void => {
-      c.sorted.remove(x);
-    };
+  const newState = (key: string): AmountAnomalyState => ({ key, curs: new Map(), lastFireTs: null, judged: 0, mruKey: null, mru: null });
+  const noFloorOverrides = Object.keys(minAmountByCurrency).length === 0;
+
+  /**
+   * "currency|channel" without building the string per transaction: one shared string per pair (its
+   * hash computed once), from a per-instance cache bounded against unexpected cardinality.
+   */
+  const pairKeys = new Map<string, Map<string, string>>();
+  const pairKey = (currency: string, channel: string): string => {
+    let byChannel = pairKeys.get(currency);
+    if (byChannel === undefined) {
+      if (pairKeys.size >= 256) pairKeys.clear();
+      byChannel = new Map();
+      pairKeys.set(currency, byChannel);
+    }
+    let k = byChannel.get(channel);
+    if (k === undefined) {
+      if (byChannel.size >= 256) byChannel.clear();
+      k = `${currency}|${channel}`;
+      byChannel.set(channel, k);
+    }
+    return k;
+  };
+
+  /** The baseline of baseKey, created when absent, moved to the most recently seen end (tx-common lruEntry, without the reordering when it is already there). */
+  const baseline = (s: AmountAnomalyState, baseKey: string): CurState => {
+    if (baseKey === s.mruKey) return s.mru as CurState;
+    const curs = s.curs;
+    let c = curs.get(baseKey);
+    if (c !== undefined) {
+      if (curs.size > 1) {
+        curs.delete(baseKey);
+        curs.set(baseKey, c);
+      }
+    } else {
+      c = new CurState(maxAgeMs, windowSize);
+      curs.set(baseKey, c);
+      while (curs.size > maxBaselines) curs.delete(curs.keys().next().value as string);
+    }
+    s.mruKey = baseKey;
+    s.mru = c;
+    return c;
+  };
 
   const onTx = (s: AmountAnomalyState, t: Transaction, out: FindingDraft[], signals?: RiskSignal[]): void => {
     if (!directionMatches(direction, t) || !channelMatches(channels, t.channel)) return;
@@ -136,20 +175,20 @@ function makeInstance(params: AmountAnomalyParams, ruleId: string): DetectorInst
     if (!(amount > 0) || !Number.isFinite(amount) || !Number.isFinite(ts)) return;
     s.judged += 1;
     const curKey = t.currency;
-    const baseKey = perChannel ? `${curKey}|${t.channel}` : curKey;
-    const c = lruEntry(s.curs, baseKey, maxBaselines, newCur);
-    const evict = evictor(c);
-    c.fifo.expire(ts, evict);
+    const baseKey = perChannel ? pairKey(curKey, t.channel) : curKey;
+    const c = baseline(s, baseKey);
+    c.expire(ts);
     const x = Math.log(amount);
-    const n = c.sorted.size;
+    const n = c.size;
     const prevMax = c.max;
 
     if (n >= minHistory) {
-      const median = c.sorted.median();
-      const mad = c.sorted.mad();
+      const sorted = c.sorted;
+      const median = sorted.median();
+      const mad = sorted.mad();
       const scale = Math.max(MAD_TO_SIGMA * mad, minScale);
       const zScore = (x - median) / scale;
-      const floor = perCurrency(minAmountByCurrency, curKey, minAmount);
+      const floor = noFloorOverrides ? minAmount : perCurrency(minAmountByCurrency, curKey, minAmount);
       const rZ = zScore / zThreshold;
       const rFloor = floor > 0 ? amount / floor : Number.POSITIVE_INFINITY;
       const rMax = maxRatio > 0 && prevMax !== null ? amount / (maxRatio * prevMax) : Number.POSITIVE_INFINITY;
@@ -181,7 +220,7 @@ function makeInstance(params: AmountAnomalyParams, ruleId: string): DetectorInst
           account: t.account,
           key: t.account,
           ts,
-          windowStart: Math.min(c.fifo.oldestTs ?? ts, ts),
+          windowStart: Math.min(c.oldestTs ?? ts, ts),
           windowEnd: ts,
           summary,
           trigger,
@@ -213,8 +252,7 @@ function makeInstance(params: AmountAnomalyParams, ruleId: string): DetectorInst
       }
     }
 
-    c.fifo.push(ts, x, evict);
-    c.sorted.insert(x);
+    c.push(ts, x);
     if (c.max === null || amount > c.max) c.max = amount;
     c.seen += 1;
   };
@@ -232,7 +270,7 @@ function makeInstance(params: AmountAnomalyParams, ruleId: string): DetectorInst
         v: 1,
         key: s.key,
         curs: [...s.curs].map(([cur, c]) => {
-          const w = c.fifo.toJSON();
+          const w = c.toJSON();
           return { cur, horizon: w.horizon, ts: w.ts, x: w.values, max: c.max, seen: c.seen };
         }),
         lastFireTs: s.lastFireTs,
@@ -253,16 +291,14 @@ function makeInstance(params: AmountAnomalyParams, ruleId: string): DetectorInst
         if (tsList.length !== xList.length) throw new TypeError(`${what}: curs.ts and curs.x differ in length`);
         const baseKey = str(o.cur, `${what}.curs.cur`);
         if (baseKey.includes('|') !== perChannel) continue; // saved under the other perChannel: not these baselines
-        const c = newCur();
-        const evict = evictor(c);
+        const c = new CurState(maxAgeMs, windowSize);
         // Rebuilt under the current windowSize/maxAgeMs (the same contents when they are unchanged).
         for (let i = 0; i < tsList.length; i++) {
           const x = num(xList[i], `${what}.curs.x`);
-          c.fifo.push(num(tsList[i], `${what}.curs.ts`), x, evict);
-          c.sorted.insert(x);
+          c.push(num(tsList[i], `${what}.curs.ts`), x);
         }
         const horizon = numOrNull(o.horizon, `${what}.curs.horizon`);
-        if (horizon !== null) c.fifo.expire(horizon, evict);
+        if (horizon !== null) c.expire(horizon);
         c.max = numOrNull(o.max, `${what}.curs.max`);
         c.seen = num(o.seen ?? 0, `${what}.curs.seen`);
         s.curs.set(baseKey, c);

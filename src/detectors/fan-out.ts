@@ -21,10 +21,9 @@
 import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type Severity, type Transaction } from '../core/events.ts';
 import { DistinctCountWindow } from '../stats/distinct-count-window.ts';
-import { TimeWindow } from '../stats/event-window.ts';
-import { SlidingExtremum } from '../stats/monotonic-deque.ts';
 import { formatAmount, formatFixed, round } from './format.ts';
 import { formatSpan, num, numOrNull, plural, signalScore } from './flow-common.ts';
+import { txRef } from './tx-common.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft, RiskSignal } from './types.ts';
 
 const DAY = 86_400_000;
@@ -63,10 +62,19 @@ export const fanOutParams = fanParamsSchema({ minDistinct: 10 });
 export type FanParams = z.infer<typeof fanOutParams>;
 export type FanOutParams = FanParams;
 
-/** One debit in the sliding window: its event ref and amount (the id is the counterparty / payer). */
+/**
+ * One debit in the sliding window (the id is the counterparty / payer): its amount and its event ref's
+ * parts, the transaction's source and id (the ref is built only for a finding or the JSON); id is null
+ * when source holds the whole ref (restored from JSON). In the JSON: { ref, amount }.
+ */
 export interface FanSample {
-  ref: string;
+  source: string;
+  id: string | null;
   amount: number;
+}
+
+function sampleRef(v: FanSample): string {
+  return v.id === null ? v.source : txRef(v.source, v.id);
 }
 
 export interface FanState {
@@ -78,9 +86,7 @@ export interface FanState {
   /** Closed tumbling windows not yet in the baseline (they still overlap the sliding window): [start, distinct]. */
   pending: Array<[number, number]>;
   /** Baseline: distinct count per closed tumbling window (start time), with its running sum and maximum. */
-  buckets: TimeWindow<number>;
-  bucketSum: number;
-  peak: SlidingExtremum;
+  baseline: FanBaseline;
   /** First event time of the key, debits judged, last finding time. */
   firstTs: number | null;
   debits: number;
@@ -119,12 +125,174 @@ function severityFor(ratioToPeak: number, peakFactor: number): Severity {
   return 'medium';
 }
 
+const NO_NUMBERS: number[] = [];
+
+/**
+ * The baseline's closed tumbling windows: (start, distinct count) with TimeWindow's semantics (those with
+ * start > horizon − spanMs, horizon = the largest time seen, at most maxCount of them, evicted oldest
+ * first) and their running sum, and their running maximum with SlidingExtremum's ('max': a monotonic
+ * deque of (start, count, push number) with the same span and bound, expired after each push). What a
+ * TimeWindow and a SlidingExtremum side by side gave, on plain arrays allocated at the first push (their
+ * four typed arrays cost ~2.5 µs to allocate outside the V8 heap, for every key with a closed window).
+ */
+class FanBaseline {
+  readonly spanMs: number;
+  readonly maxCount: number;
+  /** Largest time seen (−Infinity before the first push/expiry); the ring's and the deque's alike. */
+  horizon = Number.NEGATIVE_INFINITY;
+  /** Sum of the counts in the window. */
+  sum = 0;
+  // Ring of the windows: capacity = starts.length.
+  private starts: number[] = NO_NUMBERS;
+  private counts: number[] = NO_NUMBERS;
+  private head = 0;
+  private n = 0;
+  // Monotonic deque of the maximum (counts non-increasing from the head): capacity = dStarts.length.
+  private dStarts: number[] = NO_NUMBERS;
+  private dCounts: number[] = NO_NUMBERS;
+  private dSeqs: number[] = NO_NUMBERS;
+  private dHead = 0;
+  private dN = 0;
+  private pushed = 0;
+
+  constructor(spanMs: number, maxCount: number) {
+    this.spanMs = spanMs;
+    this.maxCount = maxCount;
+  }
+
+  /** Windows in the baseline. */
+  get size(): number {
+    return this.n;
+  }
+  /** The largest count in the baseline (0 when empty). */
+  get peak(): number {
+    return this.dN === 0 ? 0 : (this.dCounts[this.dHead] as number);
+  }
+
+  push(start: number, count: number): void {
+    if (!Number.isFinite(start) || Number.isNaN(count)) throw new RangeError(`FanBaseline.push: bad window (${start}, ${count})`);
+    // The window ring (TimeWindow.push: expire, make room, append).
+    this.expireRing(start);
+    if (this.n === this.maxCount) this.shiftRing();
+    let cap = this.starts.length;
+    if (this.n === cap) {
+      this.growRing();
+      cap = this.starts.length;
+    }
+    let k = this.head + this.n;
+    if (k >= cap) k -= cap;
+    this.starts[k] = start;
+    this.counts[k] = count;
+    this.n += 1;
+    this.sum += count;
+    // The maximum (SlidingExtremum.push: drop what the new window dominates, append, expire).
+    const seq = this.pushed++;
+    let dcap = this.dStarts.length;
+    while (this.dN > 0) {
+      let b = this.dHead + this.dN - 1;
+      if (b >= dcap) b -= dcap;
+      if ((this.dCounts[b] as number) <= count) this.dN -= 1;
+      else break;
+    }
+    if (this.dN === dcap) {
+      this.growDeque();
+      dcap = this.dStarts.length;
+    }
+    k = this.dHead + this.dN;
+    if (k >= dcap) k -= dcap;
+    this.dStarts[k] = start;
+    this.dCounts[k] = count;
+    this.dSeqs[k] = seq;
+    this.dN += 1;
+    this.expireDeque(start);
+  }
+
+  /** Advances the horizon to `now` (if later) and evicts the windows with start <= horizon − spanMs. */
+  expire(now: number): void {
+    this.expireRing(now);
+    this.expireDeque(now);
+  }
+
+  /** The windows oldest → newest and the horizon (null before any time), as TimeWindow.toJSON gives them. */
+  toJSON(): { ts: number[]; values: number[]; horizon: number | null } {
+    const ts: number[] = [];
+    const values: number[] = [];
+    const cap = this.starts.length;
+    for (let i = 0, k = this.head; i < this.n; i++, k = k + 1 === cap ? 0 : k + 1) {
+      ts.push(this.starts[k] as number);
+      values.push(this.counts[k] as number);
+    }
+    return { ts, values, horizon: Number.isFinite(this.horizon) ? this.horizon : null };
+  }
+
+  private expireRing(now: number): void {
+    if (now > this.horizon) this.horizon = now;
+    const cutoff = this.horizon - this.spanMs;
+    while (this.n > 0 && (this.starts[this.head] as number) <= cutoff) this.shiftRing();
+  }
+
+  private shiftRing(): void {
+    const h = this.head;
+    this.sum -= this.counts[h] as number;
+    this.head = h + 1 === this.starts.length ? 0 : h + 1;
+    this.n -= 1;
+  }
+
+  private expireDeque(now: number): void {
+    if (now > this.horizon) this.horizon = now;
+    const cutoff = this.horizon - this.spanMs;
+    const minSeq = this.pushed - this.maxCount; // seq < minSeq is beyond the count bound
+    const cap = this.dStarts.length;
+    while (this.dN > 0 && ((this.dStarts[this.dHead] as number) <= cutoff || (this.dSeqs[this.dHead] as number) < minSeq)) {
+      this.dHead = this.dHead + 1 === cap ? 0 : this.dHead + 1;
+      this.dN -= 1;
+    }
+  }
+
+  private growRing(): void {
+    const cap = this.starts.length;
+    const next = Math.min(this.maxCount, Math.max(4, cap * 2));
+    const starts = new Array<number>(next);
+    const counts = new Array<number>(next);
+    for (let i = 0, k = this.head; i < this.n; i++, k = k + 1 === cap ? 0 : k + 1) {
+      starts[i] = this.starts[k] as number;
+      counts[i] = this.counts[k] as number;
+    }
+    this.starts = starts;
+    this.counts = counts;
+    this.head = 0;
+  }
+
+  private growDeque(): void {
+    const cap = this.dStarts.length;
+    const next = Math.min(this.maxCount + 1, Math.max(4, cap * 2));
+    const starts = new Array<number>(next);
+    const counts = new Array<number>(next);
+    const seqs = new Array<number>(next);
+    for (let i = 0, k = this.dHead; i < this.dN; i++, k = k + 1 === cap ? 0 : k + 1) {
+      starts[i] = this.dStarts[k] as number;
+      counts[i] = this.dCounts[k] as number;
+      seqs[i] = this.dSeqs[k] as number;
+    }
+    this.dStarts = starts;
+    this.dCounts = counts;
+    this.dSeqs = seqs;
+    this.dHead = 0;
+  }
+}
+
 function reviveSample(v: unknown): FanSample {
-  const o = v as Partial<FanSample> | null;
+  const o = v as Partial<{ ref: string; amount: number }> | null;
   if (!o || typeof o.ref !== 'string' || typeof o.amount !== 'number' || !Number.isFinite(o.amount)) {
     throw new TypeError('fan state: bad window sample');
   }
-  return { ref: o.ref, amount: o.amount };
+  return { source: o.ref, id: null, amount: o.amount };
+}
+
+/** The window's JSON with each sample as { ref, amount }. */
+function winJSON(win: DistinctCountWindow<FanSample>): unknown {
+  const w = win.toJSON();
+  return { ...w, values: w.values.map((v) => ({ ref: sampleRef(v), amount: v.amount })) };
 }
 
 export function makeFanInstance(params: FanParams, ruleId: string, mode: FanMode): DetectorInstance<FanState> {
@@ -138,33 +306,23 @@ export function makeFanInstance(params: FanParams, ruleId: string, mode: FanMode
     bucketStart: null,
     bucketIds: new Set(),
     pending: [],
-    buckets: new TimeWindow<number>(baselineMs, maxBuckets),
-    bucketSum: 0,
-    peak: new SlidingExtremum('max', baselineMs, maxBuckets),
+    baseline: new FanBaseline(baselineMs, maxBuckets),
     firstTs: null,
     debits: 0,
     lastFindingTs: null,
   });
 
-  const addBaseline = (s: FanState, start: number, count: number): void => {
-    s.buckets.push(start, count, (c) => {
-      s.bucketSum -= c;
-    });
-    s.bucketSum += count;
-    s.peak.push(start, count);
-  };
-
   /** Moves closed windows that no longer overlap the sliding window into the baseline; expires the baseline. */
   const advanceBaseline = (s: FanState, now: number): void => {
     while (s.pending.length > 0 && (s.pending[0] as [number, number])[0] + 2 * windowMs <= now) {
       const [start, count] = s.pending.shift() as [number, number];
-      addBaseline(s, start, count);
+      s.baseline.push(start, count);
     }
-    s.buckets.expire(now, (c) => {
-      s.bucketSum -= c;
-    });
-    s.peak.expire(now);
+    s.baseline.expire(now);
   };
+
+  const windowSpan = formatSpan(windowMs);
+  const baselineSpan = formatSpan(baselineMs);
 
   const onDebit = (s: FanState, tx: Transaction, out: FindingDraft[], signals?: RiskSignal[]): void => {
     const id = mode.idOf(tx, s.key);
@@ -186,11 +344,10 @@ export function makeFanInstance(params: FanParams, ruleId: string, mode: FanMode
     const now = Math.max(ts, s.win.horizon);
     advanceBaseline(s, now);
 
-    const ref = eventRef(tx);
-    const isNew = s.win.push(ts, id, { ref, amount });
+    const isNew = s.win.push(ts, id, { source: tx.source, id: tx.id, amount });
     if (ts - s.firstTs < minHistoryMs) return; // too new to judge (still learning its baseline)
     const d = s.win.distinct;
-    const peak = s.peak.isEmpty ? 0 : s.peak.value;
+    const peak = s.baseline.peak;
     const threshold = Math.max(minDistinct, Math.ceil(peakFactor * peak));
 
     const score = signalScore(d / threshold);
@@ -199,7 +356,7 @@ export function makeFanInstance(params: FanParams, ruleId: string, mode: FanMode
         detector: name,
         ruleId,
         score,
-        reason: `${s.key} ${mode.verb(d)} within ${formatSpan(windowMs)} (threshold ${threshold})`,
+        reason: `${s.key} ${mode.verb(d)} within ${windowSpan} (threshold ${threshold})`,
       });
     }
     if (!(d >= threshold) || !isNew) return;
@@ -208,26 +365,25 @@ export function makeFanInstance(params: FanParams, ruleId: string, mode: FanMode
 
     // Evidence (a pass over the window, once per finding): totals and the first debit to each distinct id.
     let total = 0;
-    const firstRefs: string[] = [];
+    const firsts: FanSample[] = [];
     const seen = new Set<string>();
     for (const e of s.win.entries()) {
       total += e.value.amount;
       if (!seen.has(e.id)) {
         seen.add(e.id);
-        firstRefs.push(e.value.ref);
+        firsts.push(e.value);
       }
     }
-    const triggers = firstRefs.slice(-MAX_TRIGGERS);
+    const triggers = firsts.slice(-MAX_TRIGGERS).map(sampleRef);
+    const ref = eventRef(tx);
     const ratioToPeak = d / Math.max(peak, 1);
-    const activeWindows = s.buckets.size;
+    const activeWindows = s.baseline.size;
     const windowStart = Math.min(s.win.oldestTs ?? ts, ts);
     const debitsInWindow = s.win.size;
     const summary =
-      `${s.key} ${mode.verb(d)} within ${formatSpan(windowMs)} ` +
+      `${s.key} ${mode.verb(d)} within ${windowSpan} ` +
       `(${plural(debitsInWindow, 'payment')}, ${formatAmount(total, tx.currency)}); ` +
-      (activeWindows > 0
-        ? `its busiest ${formatSpan(windowMs)} in the last ${formatSpan(baselineMs)}: ${formatFixed(peak, 0)}`
-        : `no earlier payments in the last ${formatSpan(baselineMs)}`);
+      (activeWindows > 0 ? `its busiest ${windowSpan} in the last ${baselineSpan}: ${formatFixed(peak, 0)}` : `no earlier payments in the last ${baselineSpan}`);
     out.push({
       severity: severityFor(ratioToPeak, peakFactor),
       score: round(ratioToPeak, 4),
@@ -251,7 +407,7 @@ export function makeFanInstance(params: FanParams, ruleId: string, mode: FanMode
         baseline: {
           peakDistinct: peak,
           activeWindows,
-          meanDistinctActive: activeWindows > 0 ? round(s.bucketSum / activeWindows, 4) : null,
+          meanDistinctActive: activeWindows > 0 ? round(s.baseline.sum / activeWindows, 4) : null,
           historyMs: ts - (s.firstTs ?? ts),
           paymentsSeen: s.debits,
         },
@@ -272,11 +428,11 @@ export function makeFanInstance(params: FanParams, ruleId: string, mode: FanMode
       onDebit(state, ev, out, signals);
     },
     toJSON(s: FanState): FanJSON {
-      const b = s.buckets.toJSON();
+      const b = s.baseline.toJSON();
       return {
         v: 1,
         key: s.key,
-        win: s.win.toJSON(),
+        win: winJSON(s.win),
         bucketStart: s.bucketStart,
         bucketIds: [...s.bucketIds],
         pending: s.pending.map(([a, c]) => [a, c]),
@@ -315,15 +471,10 @@ export function makeFanInstance(params: FanParams, ruleId: string, mode: FanMode
         s.pending.push([num(p[0], `${name}.pending`), num(p[1], `${name}.pending`)]);
       }
       for (let i = 0; i < j.bucketTs.length; i++) {
-        addBaseline(s, num(j.bucketTs[i], `${name}.bucketTs`), num(j.bucketCounts[i], `${name}.bucketCounts`));
+        s.baseline.push(num(j.bucketTs[i], `${name}.bucketTs`), num(j.bucketCounts[i], `${name}.bucketCounts`));
       }
       const horizon = numOrNull(j.horizon, `${name}.horizon`);
-      if (horizon !== null) {
-        s.buckets.expire(horizon, (c) => {
-          s.bucketSum -= c;
-        });
-        s.peak.expire(horizon);
-      }
+      if (horizon !== null) s.baseline.expire(horizon);
       s.firstTs = numOrNull(j.firstTs, `${name}.firstTs`);
       s.debits = num(j.debits ?? 0, `${name}.debits`);
       s.lastFindingTs = numOrNull(j.lastFindingTs, `${name}.lastFindingTs`);

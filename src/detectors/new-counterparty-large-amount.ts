@@ -7,7 +7,8 @@
  *  - known counterparties: the last maxKnown distinct counterparties the account has paid (a debit with a
  *    counterparty), in a Map kept in last-paid order (delete + set), the least recently paid evicted first;
  *  - usual debit amount: the median of the account's debits (every debit, card payments included) of the
- *    last baselineMs, at most maxSamples of them (TimeWindow + SortedWindow: O(log n)).
+ *    last baselineMs, at most maxSamples of them (tx-common SortedFifo, whose sorted view is built when the
+ *    account is first judged: O(log n)).
  * A debit with a counterparty not in the known set, when the baseline holds ≥ minHistory debits and the
  * account's first debit is at least minHistoryMs old (its monthly payees are known by then), is judged:
  * ratio = amount / max(median, 0.01). A finding fires when ratio ≥ multiple and amount ≥ minAmount (at most
@@ -19,10 +20,9 @@
  */
 import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type Severity, type Transaction } from '../core/events.ts';
-import { TimeWindow } from '../stats/event-window.ts';
-import { SortedWindow } from '../stats/sorted-window.ts';
 import { formatAmount, formatTimes, round } from './format.ts';
 import { num, numOrNull, plural, signalScore } from './flow-common.ts';
+import { SortedFifo } from './tx-common.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft, RiskSignal } from './types.ts';
 
 const DAY = 86_400_000;
@@ -59,8 +59,8 @@ export interface NewCounterpartyLargeAmountState {
   key: string;
   /** Counterparty → last time paid, least recently paid first. */
   known: Map<string, number>;
-  amounts: TimeWindow<number>;
-  sorted: SortedWindow;
+  /** The baseline's debit amounts in arrival order, with their sorted view (built when first judged). */
+  amounts: SortedFifo;
   firstTs: number | null;
   debits: number;
   lastFindingTs: number | null;
@@ -84,8 +84,7 @@ function makeInstance(params: NewCounterpartyLargeAmountParams, ruleId: string):
   const newState = (key: string): NewCounterpartyLargeAmountState => ({
     key,
     known: new Map(),
-    amounts: new TimeWindow<number>(baselineMs, maxSamples),
-    sorted: new SortedWindow(maxSamples),
+    amounts: new SortedFifo(baselineMs, maxSamples),
     firstTs: null,
     debits: 0,
     lastFindingTs: null,
@@ -103,24 +102,15 @@ function makeInstance(params: NewCounterpartyLargeAmountParams, ruleId: string):
     if (s.known.size > maxKnown) s.known.delete(s.known.keys().next().value as string);
   };
 
-  const addAmount = (s: NewCounterpartyLargeAmountState, ts: number, amount: number): void => {
-    s.amounts.push(ts, amount, (v) => {
-      s.sorted.remove(v);
-    });
-    s.sorted.insert(amount);
-  };
-
   const onDebit = (s: NewCounterpartyLargeAmountState, tx: Transaction, out: FindingDraft[], signals?: RiskSignal[]): void => {
     const ts = tx.ts;
     const amount = Math.abs(tx.amount);
-    s.amounts.expire(ts, (v) => {
-      s.sorted.remove(v);
-    });
+    s.amounts.expire(ts);
     const cp = tx.counterparty !== undefined && tx.counterparty !== tx.account ? tx.counterparty : undefined;
-    const history = s.sorted.size;
+    const history = s.amounts.size;
     const seasoned = s.firstTs !== null && ts - s.firstTs >= minHistoryMs;
-    if (cp !== undefined && !s.known.has(cp) && history >= minHistory && seasoned) {
-      const usual = s.sorted.median();
+    if (cp !== undefined && history >= minHistory && seasoned && !s.known.has(cp)) {
+      const usual = s.amounts.sorted.median();
       const ratio = amount / Math.max(usual, MIN_USUAL);
       const r = Math.min(ratio / multiple, minAmount > 0 ? amount / minAmount : Number.POSITIVE_INFINITY);
       const score = signalScore(r);
@@ -153,7 +143,7 @@ function makeInstance(params: NewCounterpartyLargeAmountParams, ruleId: string):
             observed: { amount, currency: tx.currency, counterparty: cp, ratio: round(ratio, 4), channel: tx.channel },
             baseline: {
               usualAmount: usual,
-              mad: s.sorted.mad(),
+              mad: s.amounts.sorted.mad(),
               samples: history,
               knownCounterparties: knownCount,
               debitsSeen: s.debits,
@@ -168,7 +158,7 @@ function makeInstance(params: NewCounterpartyLargeAmountParams, ruleId: string):
     s.debits += 1;
     if (s.firstTs === null || ts < s.firstTs) s.firstTs = ts;
     if (cp !== undefined) remember(s, cp, ts);
-    addAmount(s, ts, amount);
+    s.amounts.push(ts, amount);
   };
 
   return {
@@ -214,13 +204,9 @@ function makeInstance(params: NewCounterpartyLargeAmountParams, ruleId: string):
         remember(s, e[0], num(e[1], `${what}.known`)); // keeps the newest maxKnown
       }
       // The baseline rebuilt under this instance's window and bound (identical when unchanged).
-      for (let i = 0; i < j.amountTs.length; i++) addAmount(s, num(j.amountTs[i], `${what}.amountTs`), num(j.amounts[i], `${what}.amounts`));
+      for (let i = 0; i < j.amountTs.length; i++) s.amounts.push(num(j.amountTs[i], `${what}.amountTs`), num(j.amounts[i], `${what}.amounts`));
       const horizon = numOrNull(j.horizon, `${what}.horizon`);
-      if (horizon !== null) {
-        s.amounts.expire(horizon, (v) => {
-          s.sorted.remove(v);
-        });
-      }
+      if (horizon !== null) s.amounts.expire(horizon);
       s.firstTs = numOrNull(j.firstTs, `${what}.firstTs`);
       s.debits = num(j.debits ?? 0, `${what}.debits`);
       s.lastFindingTs = numOrNull(j.lastFindingTs, `${what}.lastFindingTs`);

@@ -4,7 +4,8 @@
  * account's usual rate", bounded LRU sub-state maps and JSON validation helpers.
  */
 import { z } from 'zod';
-import type { Transaction } from '../core/events.ts';
+import { eventRef, type Transaction } from '../core/events.ts';
+import { SortedWindow } from '../stats/sorted-window.ts';
 import { formatDuration, formatFixed } from './format.ts';
 
 // ---------------------------------------------------------------- filters
@@ -142,6 +143,138 @@ export function lruEntry<V>(map: Map<string, V>, key: string, cap: number, creat
 /** Keeps the `cap` most recently seen entries of a restored map. */
 export function trimLru<V>(map: Map<string, V>, cap: number): void {
   while (map.size > cap) map.delete(map.keys().next().value as string);
+}
+
+// ---------------------------------------------------------------- refs
+
+/**
+ * eventRef of a transaction from its source and id: windows keep those two (strings the event already
+ * has) and build the ref only for a finding's evidence or the JSON, not for every transaction.
+ */
+export function txRef(source: string, id: string): string {
+  return eventRef({ kind: 'transaction', source, id } as Transaction);
+}
+
+// ---------------------------------------------------------------- baselines of amounts
+
+const ascending = (a: number, b: number): number => a - b;
+
+/**
+ * A FIFO of (ts, x) samples with TimeWindow's semantics — after push(ts, …) / expire(now) it holds the
+ * samples with ts > horizon − spanMs (horizon = the largest time seen), at most maxCount of them (the
+ * newest), evicting oldest first — together with a sorted view of the x (a SortedWindow of the same
+ * bound) for order statistics: what a TimeWindow plus a SortedWindow kept side by side give, cheaper for
+ * the many keys that never need the order statistics:
+ *  - the ring is plain arrays of 4 slots grown by doubling up to maxCount (a typed array of more than 64
+ *    bytes is allocated outside the V8 heap and costs ~0.6 µs, more than the whole event);
+ *  - the sorted view is built on first use (one O(n log n) sort of the window), then kept up to date on
+ *    every push and eviction (O(log n) plus SortedWindow's bounded memmove).
+ */
+export class SortedFifo {
+  readonly spanMs: number;
+  readonly maxCount: number;
+  private tss: number[];
+  private xs: number[];
+  private head = 0;
+  private n = 0;
+  private horizonTs = Number.NEGATIVE_INFINITY;
+  private view: SortedWindow | null = null;
+
+  constructor(spanMs: number, maxCount: number) {
+    if (!(spanMs > 0)) throw new RangeError(`SortedFifo: spanMs must be > 0 (got ${spanMs})`);
+    if (!Number.isInteger(maxCount) || maxCount < 1) throw new RangeError(`SortedFifo: maxCount must be a positive integer (got ${maxCount})`);
+    this.spanMs = spanMs;
+    this.maxCount = maxCount;
+    const alloc = Math.min(maxCount, 4);
+    this.tss = new Array<number>(alloc);
+    this.xs = new Array<number>(alloc);
+  }
+
+  get size(): number {
+    return this.n;
+  }
+  /** Largest time seen (−Infinity before the first push/expire). */
+  get horizon(): number {
+    return this.horizonTs;
+  }
+  /** Oldest sample's time, or undefined when empty. */
+  get oldestTs(): number | undefined {
+    return this.n === 0 ? undefined : this.tss[this.head];
+  }
+
+  /** The samples' x in ascending order (built on first use, then maintained). */
+  get sorted(): SortedWindow {
+    if (this.view === null) {
+      const values = this.values();
+      values.sort(ascending);
+      this.view = SortedWindow.fromJSON({ capacity: this.maxCount, values });
+    }
+    return this.view;
+  }
+
+  /** Appends a sample after evicting what fell out of the window (by time, then by count). */
+  push(ts: number, x: number): void {
+    if (!Number.isFinite(ts)) throw new RangeError(`SortedFifo.push: non-finite ts ${ts}`);
+    this.expire(ts);
+    if (this.n === this.maxCount) this.shiftOne();
+    let cap = this.tss.length;
+    if (this.n === cap) {
+      this.grow();
+      cap = this.tss.length;
+    }
+    let k = this.head + this.n;
+    if (k >= cap) k -= cap;
+    this.tss[k] = ts;
+    this.xs[k] = x;
+    this.n += 1;
+    if (this.view !== null) this.view.insert(x);
+  }
+
+  /** Advances the horizon to `now` (if later) and evicts samples with ts <= horizon − spanMs. */
+  expire(now: number): void {
+    if (now > this.horizonTs) this.horizonTs = now;
+    const cutoff = this.horizonTs - this.spanMs;
+    while (this.n > 0 && (this.tss[this.head] as number) <= cutoff) this.shiftOne();
+  }
+
+  /** The x oldest → newest (a copy). */
+  values(): number[] {
+    const out: number[] = [];
+    const cap = this.tss.length;
+    for (let i = 0, k = this.head; i < this.n; i++, k = k + 1 === cap ? 0 : k + 1) out.push(this.xs[k] as number);
+    return out;
+  }
+
+  /** Plain JSON of the FIFO: horizon (null before any time), times and values oldest → newest. */
+  toJSON(): { horizon: number | null; ts: number[]; values: number[] } {
+    const ts: number[] = [];
+    const cap = this.tss.length;
+    for (let i = 0, k = this.head; i < this.n; i++, k = k + 1 === cap ? 0 : k + 1) ts.push(this.tss[k] as number);
+    return { horizon: Number.isFinite(this.horizonTs) ? this.horizonTs : null, ts, values: this.values() };
+  }
+
+  private shiftOne(): void {
+    const h = this.head;
+    const x = this.xs[h] as number;
+    this.head = h + 1 === this.tss.length ? 0 : h + 1;
+    this.n -= 1;
+    if (this.view !== null) this.view.remove(x);
+  }
+
+  private grow(): void {
+    const cap = this.tss.length;
+    const next = Math.min(this.maxCount, cap * 2);
+    // Allocated at their length (holey: the unused tail is never read), filled in ring order.
+    const tss = new Array<number>(next);
+    const xs = new Array<number>(next);
+    for (let i = 0, k = this.head; i < this.n; i++, k = k + 1 === cap ? 0 : k + 1) {
+      tss[i] = this.tss[k] as number;
+      xs[i] = this.xs[k] as number;
+    }
+    this.tss = tss;
+    this.xs = xs;
+    this.head = 0;
+  }
 }
 
 // ---------------------------------------------------------------- JSON validation

@@ -1,10 +1,11 @@
 /**
  * `velocity`: too many transactions, or too much money, within a sliding event-time window of an account.
  *
- * Per account, the transactions that pass the direction and channel filters enter a TimeWindow of windowMs
- * (at most maxEvents): the count is the window's size, and a running sum per currency (a bounded map of
- * at most maxCurrencies currencies, least recently seen evicted) gives the window's amount in the
- * transaction's currency. Each transaction is judged after it entered the window:
+ * Per account, the transactions that pass the direction and channel filters enter a sliding event-time
+ * window of windowMs (at most maxEvents; TimeWindow's semantics on a ring of its own, TxWindow): the count
+ * is the window's size, and a running sum per currency (a bounded map of at most maxCurrencies
+ * currencies, least recently seen evicted) gives the window's amount in the transaction's currency.
+ * Each transaction is judged after it entered the window:
  *  - absolute tests: count ≥ maxCount; amount ≥ maxAmount (per-currency override) with count ≥ amountMinCount;
  *  - baseline tests: count ≥ baselineMinCount and ≥ baselineFactor × the account's usual count per window;
  *    amount ≥ baselineMinAmount and ≥ baselineFactor × its usual amount per window (per currency), with
@@ -22,7 +23,6 @@
  */
 import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type Severity, type Transaction } from '../core/events.ts';
-import { TimeWindow } from '../stats/event-window.ts';
 import { formatAmount, formatFixed, formatTimes, round } from './format.ts';
 import {
   MAX_TRIGGERS,
@@ -36,7 +36,6 @@ import {
   directionParam,
   directionWord,
   formatSpan,
-  lruEntry,
   newDecayedSum,
   num,
   numOrNull,
@@ -46,6 +45,7 @@ import {
   str,
   trimLru,
   txAmount,
+  txRef,
   v1Object,
   type DecayedSum,
 } from './tx-common.ts';
@@ -101,12 +101,96 @@ export const velocityParams = z
   });
 export type VelocityParams = z.infer<typeof velocityParams>;
 
-interface Entry {
-  ref: string;
-  amount: number;
-  cur: string;
-  /** Generation of the currency entry it was added to (a currency evicted and seen again starts afresh). */
-  gen: number;
+/**
+ * The window's transactions, with TimeWindow's semantics (after a push or an expiry it holds those with
+ * ts > horizon − spanMs, horizon = the largest time seen, at most maxCount of them, the newest; evicted
+ * oldest first), on a ring of two plain arrays with three slots per transaction rather than an object
+ * and a ref string each: [ts, amount, gen] and [source, id, currency], where gen is the generation of the
+ * currency entry it was added to (a currency evicted and seen again starts afresh) and id is null when
+ * source holds a whole ref (restored from JSON). The ref (eventRef, `tx:source:id`) is built only for a
+ * finding's triggers and the JSON. The owner evicts (velocity's evictOldest feeds the baselines).
+ */
+class TxWindow {
+  readonly spanMs: number;
+  readonly maxCount: number;
+  nums: number[];
+  strs: (string | null)[];
+  /** Transactions the arrays hold (4 at first, doubled up to maxCount). */
+  cap: number;
+  head = 0;
+  n = 0;
+  /** Largest time seen (−Infinity before the first push/expiry). */
+  horizon = Number.NEGATIVE_INFINITY;
+
+  constructor(spanMs: number, maxCount: number) {
+    this.spanMs = spanMs;
+    this.maxCount = maxCount;
+    this.cap = Math.min(maxCount, 4);
+    this.nums = new Array<number>(3 * this.cap);
+    this.strs = new Array<string | null>(3 * this.cap);
+  }
+
+  get size(): number {
+    return this.n;
+  }
+  /** Oldest transaction's time, or undefined when empty. */
+  get oldestTs(): number | undefined {
+    return this.n === 0 ? undefined : this.nums[3 * this.head];
+  }
+  /** First slot of the i-th transaction from the oldest (0) to the newest (size − 1). */
+  slot(i: number): number {
+    const k = this.head + i;
+    return 3 * (k >= this.cap ? k - this.cap : k);
+  }
+  /** eventRef of the i-th transaction. */
+  ref(i: number): string {
+    const k = this.slot(i);
+    const source = this.strs[k] as string;
+    const id = this.strs[k + 1] as string | null;
+    return id === null ? source : txRef(source, id);
+  }
+
+  /** Appends a transaction; there must be room (size < maxCount: the owner evicts first). */
+  append(ts: number, amount: number, gen: number, source: string, id: string | null, cur: string): void {
+    if (this.n === this.cap) this.grow();
+    const k = this.slot(this.n);
+    const nums = this.nums;
+    const strs = this.strs;
+    nums[k] = ts;
+    nums[k + 1] = amount;
+    nums[k + 2] = gen;
+    strs[k] = source;
+    strs[k + 1] = id;
+    strs[k + 2] = cur;
+    this.n += 1;
+  }
+
+  /** Drops the oldest transaction (read it first through slot(0)). */
+  dropOldest(): void {
+    const k = 3 * this.head;
+    this.strs[k] = null; // drop the references
+    this.strs[k + 1] = null;
+    this.head = this.head + 1 === this.cap ? 0 : this.head + 1;
+    this.n -= 1;
+  }
+
+  private grow(): void {
+    const cap = Math.min(this.maxCount, this.cap * 2);
+    // Allocated at their length (holey: the unused tail is never read), filled in ring order.
+    const nums = new Array<number>(3 * cap);
+    const strs = new Array<string | null>(3 * cap);
+    for (let i = 0; i < this.n; i++) {
+      const k = this.slot(i);
+      for (let j = 0; j < 3; j++) {
+        nums[3 * i + j] = this.nums[k + j] as number;
+        strs[3 * i + j] = this.strs[k + j] as string | null;
+      }
+    }
+    this.nums = nums;
+    this.strs = strs;
+    this.cap = cap;
+    this.head = 0;
+  }
 }
 
 interface CurState {
@@ -122,7 +206,7 @@ interface CurState {
 
 export interface VelocityState {
   key: string;
-  win: TimeWindow<Entry>;
+  win: TxWindow;
   curs: Map<string, CurState>;
   nextGen: number;
   /** Decayed count of the transactions that left the window. */
@@ -132,6 +216,9 @@ export interface VelocityState {
   armed: boolean;
   lastFireTs: number | null;
   judged: number;
+  /** The currency last seen (the last key of curs) and its entry, so the usual single-currency account skips the Map (not state: not in the JSON). */
+  mruCur: string | null;
+  mru: CurState | null;
 }
 
 type EntryJSON = [ref: string, ts: number, amount: number, cur: string, gen: number];
@@ -179,10 +266,12 @@ function makeInstance(params: VelocityParams, ruleId: string): DetectorInstance<
   const useBaseline = mode !== 'absolute';
   const dur = formatSpan(windowMs);
   const dirWord = directionWord(direction);
+  const countLimitReason = ` ${dirWord}transactions in ${dur} (limit ${maxCount})`;
+  const countUsualReason = ` ${dirWord}transactions in ${dur} (usual `;
 
   const newState = (key: string): VelocityState => ({
     key,
-    win: new TimeWindow<Entry>(windowMs, maxEvents),
+    win: new TxWindow(windowMs, maxEvents),
     curs: new Map(),
     nextGen: 0,
     base: newDecayedSum(),
@@ -190,19 +279,81 @@ function makeInstance(params: VelocityParams, ruleId: string): DetectorInstance<
     armed: true,
     lastFireTs: null,
     judged: 0,
+    mruCur: null,
+    mru: null,
   });
 
-  /** A transaction leaving the window joins the baselines and leaves the running sums. */
-  const evictor =
-    (s: VelocityState) =>
-    (e: Entry, ts: number): void => {
-      decayedAdd(s.base, ts, 1, baselineHalfLifeMs);
-      const c = s.curs.get(e.cur);
-      if (c === undefined || c.gen !== e.gen) return;
-      c.n -= 1;
-      c.sum = c.n > 0 ? c.sum - e.amount : 0; // exact zero when empty: no rounding residue
-      decayedAdd(c.base, ts, e.amount, baselineHalfLifeMs);
-    };
+  /** The oldest transaction leaves the window: it joins the baselines and leaves the running sums. */
+  const evictOldest = (s: VelocityState): void => {
+    const w = s.win;
+    const k = 3 * w.head;
+    const ts = w.nums[k] as number;
+    const amount = w.nums[k + 1] as number;
+    const gen = w.nums[k + 2] as number;
+    const curKey = w.strs[k + 2] as string;
+    w.dropOldest();
+    decayedAdd(s.base, ts, 1, baselineHalfLifeMs);
+    const c = curKey === s.mruCur ? (s.mru as CurState) : s.curs.get(curKey);
+    if (c === undefined || c.gen !== gen) return;
+    c.n -= 1;
+    c.sum = c.n > 0 ? c.sum - amount : 0; // exact zero when empty: no rounding residue
+    decayedAdd(c.base, ts, amount, baselineHalfLifeMs);
+  };
+  /** Advances the window's horizon to `now` (if later) and evicts the transactions with ts <= horizon − windowMs. */
+  const expireWindow = (s: VelocityState, now: number): void => {
+    const w = s.win;
+    if (now > w.horizon) w.horizon = now;
+    const cutoff = w.horizon - w.spanMs;
+    while (w.n > 0 && (w.nums[3 * w.head] as number) <= cutoff) evictOldest(s);
+  };
+  /** TimeWindow.push: evicts what fell out of the window (by time, then by count), then appends. */
+  const pushWindow = (s: VelocityState, ts: number, amount: number, gen: number, source: string, id: string | null, cur: string): void => {
+    if (!Number.isFinite(ts)) throw new RangeError(`TimeWindow.push: non-finite ts ${ts}`);
+    expireWindow(s, ts);
+    if (s.win.n === s.win.maxCount) evictOldest(s);
+    s.win.append(ts, amount, gen, source, id, cur);
+  };
+  const noAmountOverrides = Object.keys(maxAmountByCurrency).length === 0;
+
+  /**
+   * The currency's entry, created when absent, moved to the most recently seen end (lruEntry without a
+   * creation closure; nothing to move when it is already the last one seen).
+   */
+  const currencyEntry = (s: VelocityState, curKey: string, ts: number): CurState => {
+    if (curKey === s.mruCur) return s.mru as CurState;
+    const curs = s.curs;
+    let c = curs.get(curKey);
+    if (c !== undefined) {
+      if (curs.size > 1) {
+        curs.delete(curKey);
+        curs.set(curKey, c);
+      }
+    } else {
+      c = { gen: s.nextGen++, sum: 0, n: 0, firstTs: ts, base: newDecayedSum() };
+      curs.set(curKey, c);
+      while (curs.size > maxCurrencies) curs.delete(curs.keys().next().value as string);
+    }
+    s.mruCur = curKey;
+    s.mru = c;
+    return c;
+  };
+
+  /** The account's usual count per window (decayed, from the transactions that left the window), or null. */
+  const usualCountOf = (s: VelocityState, windowStartB: number): number | null => {
+    if (s.firstTs !== null && windowStartB - s.firstTs >= minHistoryMs) {
+      const rate = decayedRate(s.base, windowStartB, s.firstTs, baselineHalfLifeMs);
+      if (rate !== null) return rate * windowMs;
+    }
+    return null;
+  };
+  /** Its usual amount per window in the currency, or null. */
+  const usualAmountOf = (cur: CurState, windowStartB: number): number | null => {
+    if (windowStartB - cur.firstTs >= minHistoryMs) {
+      const rate = decayedRate(cur.base, windowStartB, cur.firstTs, baselineHalfLifeMs);
+      if (rate !== null) return rate * windowMs;
+    }
+    return null;
+  };
 
   const onTx = (s: VelocityState, t: Transaction, out: FindingDraft[], signals?: RiskSignal[]): void => {
     if (!directionMatches(direction, t) || !channelMatches(channels, t.channel)) return;
@@ -212,10 +363,9 @@ function makeInstance(params: VelocityParams, ruleId: string): DetectorInstance<
     s.judged += 1;
     if (s.firstTs === null || ts < s.firstTs) s.firstTs = ts;
     const curKey = t.currency;
-    const cur = lruEntry(s.curs, curKey, maxCurrencies, () => ({ gen: s.nextGen++, sum: 0, n: 0, firstTs: ts, base: newDecayedSum() }));
+    const cur = currencyEntry(s, curKey, ts);
     if (ts < cur.firstTs) cur.firstTs = ts;
-    const ref = eventRef(t);
-    s.win.push(ts, { ref, amount, cur: curKey, gen: cur.gen }, evictor(s));
+    pushWindow(s, ts, amount, cur.gen, t.source, t.id, curKey);
     cur.sum += amount;
     cur.n += 1;
 
@@ -223,54 +373,57 @@ function makeInstance(params: VelocityParams, ruleId: string): DetectorInstance<
     const count = s.win.size;
     const sum = cur.sum;
     const windowStartB = s.win.horizon - windowMs; // the baseline ends where the window starts
-    const maxAmt = perCurrency(maxAmountByCurrency, curKey, maxAmount);
+    const maxAmt = noAmountOverrides ? maxAmount : perCurrency(maxAmountByCurrency, curKey, maxAmount);
     let ratio = 0;
     let test = 'count_limit' as Test;
-    const consider = (r: number, which: Test): void => {
-      if (r > ratio) {
-        ratio = r;
-        test = which;
-      }
-    };
     if (useAbsolute) {
-      consider(ratioTo(count, maxCount), 'count_limit');
-      consider(Math.min(count / amountMinCount, ratioTo(sum, maxAmt)), 'amount_limit');
+      const rCount = ratioTo(count, maxCount);
+      if (rCount > ratio) {
+        ratio = rCount;
+        test = 'count_limit';
+      }
+      const rAmount = Math.min(count / amountMinCount, ratioTo(sum, maxAmt));
+      if (rAmount > ratio) {
+        ratio = rAmount;
+        test = 'amount_limit';
+      }
     }
-    // The usual rates are computed in every mode (context for the analyst); they are tests only with a baseline mode.
+    // The usual rates are computed in every mode (context for the analyst); they are tests only with a
+    // baseline mode, so without one they are computed only for a finding (the state is the same then).
     let usualCount: number | null = null;
     let usualAmount: number | null = null;
-    if (s.firstTs !== null && windowStartB - s.firstTs >= minHistoryMs) {
-      const rate = decayedRate(s.base, windowStartB, s.firstTs, baselineHalfLifeMs);
-      if (rate !== null) usualCount = rate * windowMs;
-    }
-    if (windowStartB - cur.firstTs >= minHistoryMs) {
-      const rate = decayedRate(cur.base, windowStartB, cur.firstTs, baselineHalfLifeMs);
-      if (rate !== null) usualAmount = rate * windowMs;
-    }
     if (useBaseline) {
+      usualCount = usualCountOf(s, windowStartB);
+      usualAmount = usualAmountOf(cur, windowStartB);
       if (usualCount !== null) {
         const byUsual = usualCount > 0 ? count / (baselineFactor * usualCount) : Number.POSITIVE_INFINITY;
-        consider(Math.min(count / baselineMinCount, byUsual), 'count_baseline');
+        const r = Math.min(count / baselineMinCount, byUsual);
+        if (r > ratio) {
+          ratio = r;
+          test = 'count_baseline';
+        }
       }
       if (usualAmount !== null) {
         const byUsual = usualAmount > 0 ? sum / (baselineFactor * usualAmount) : Number.POSITIVE_INFINITY;
-        consider(Math.min(count / amountMinCount, sum / baselineMinAmount, byUsual), 'amount_baseline');
+        const r = Math.min(count / amountMinCount, sum / baselineMinAmount, byUsual);
+        if (r > ratio) {
+          ratio = r;
+          test = 'amount_baseline';
+        }
       }
     }
 
     const isAmount = test === 'amount_limit' || test === 'amount_baseline';
     const score = riskScore(ratio);
     if (signals && score > 0) {
-      const what = isAmount ? formatAmount(sum, curKey) : `${count} ${dirWord}transactions`;
-      const limitText =
+      // "<what> in <dur> (<limit or usual>)", the constant parts of the count tests' reasons made once.
+      const reason =
         test === 'count_limit'
-          ? `limit ${maxCount}`
-          : test === 'amount_limit'
-            ? `limit ${formatAmount(maxAmt, curKey)}`
-            : test === 'count_baseline'
-              ? `usual ${formatUsual(usualCount ?? 0)}`
-              : `usual ${formatAmount(usualAmount ?? 0, curKey)}`;
-      signals.push({ detector: 'velocity', ruleId, score, reason: `${what} in ${dur} (${limitText})` });
+          ? `${count}${countLimitReason}`
+          : test === 'count_baseline'
+            ? `${count}${countUsualReason}${formatUsual(usualCount ?? 0)})`
+            : `${formatAmount(sum, curKey)} in ${dur} (${test === 'amount_limit' ? `limit ${formatAmount(maxAmt, curKey)}` : `usual ${formatAmount(usualAmount ?? 0, curKey)}`})`;
+      signals.push({ detector: 'velocity', ruleId, score, reason });
     }
 
     if (!(ratio >= 1)) {
@@ -281,10 +434,14 @@ function makeInstance(params: VelocityParams, ruleId: string): DetectorInstance<
     if (s.lastFireTs !== null && ts >= s.lastFireTs && ts - s.lastFireTs < cooldownMs) return;
     s.armed = false;
     s.lastFireTs = ts;
+    if (!useBaseline) {
+      usualCount = usualCountOf(s, windowStartB);
+      usualAmount = usualAmountOf(cur, windowStartB);
+    }
 
     const triggers: string[] = [];
-    for (let i = Math.max(0, count - MAX_TRIGGERS); i < count; i++) triggers.push(s.win.at(i).value.ref);
-    const trigger = ref;
+    for (let i = Math.max(0, count - MAX_TRIGGERS); i < count; i++) triggers.push(s.win.ref(i));
+    const trigger = eventRef(t);
     const usual = isAmount ? usualAmount : usualCount;
     const observedValue = isAmount ? sum : count;
     const parts: string[] = [];
@@ -346,12 +503,17 @@ function makeInstance(params: VelocityParams, ruleId: string): DetectorInstance<
       if (ev.kind === 'transaction') onTx(state, ev, out, signals);
     },
     toJSON(s: VelocityState): VelocityJSON {
-      const w = s.win.toJSON();
+      const w = s.win;
+      const entries: EntryJSON[] = [];
+      for (let i = 0; i < w.n; i++) {
+        const k = w.slot(i);
+        entries.push([w.ref(i), w.nums[k] as number, w.nums[k + 1] as number, w.strs[k + 2] as string, w.nums[k + 2] as number]);
+      }
       return {
         v: 1,
         key: s.key,
-        horizon: w.horizon,
-        entries: w.values.map((e, i) => [e.ref, w.ts[i] as number, e.amount, e.cur, e.gen]),
+        horizon: Number.isFinite(w.horizon) ? w.horizon : null,
+        entries,
         curs: [...s.curs].map(([cur, c]) => ({ cur, gen: c.gen, sum: c.sum, n: c.n, firstTs: c.firstTs, base: { ...c.base } })),
         nextGen: s.nextGen,
         base: { ...s.base },
@@ -385,13 +547,16 @@ function makeInstance(params: VelocityParams, ruleId: string): DetectorInstance<
       s.judged = num(j.judged ?? 0, `${what}.judged`);
       // Rebuild the window under the current parameters: what no longer fits leaves through the eviction
       // path (into the baselines), exactly as it would have live; nothing leaves when they are unchanged.
-      const evict = evictor(s);
       for (const e of arr(j.entries, `${what}.entries`)) {
         const a = arr(e, `${what}.entries[]`);
-        s.win.push(num(a[1], `${what}.entries.ts`), { ref: str(a[0], `${what}.entries.ref`), amount: num(a[2], `${what}.entries.amount`), cur: str(a[3], `${what}.entries.cur`), gen: num(a[4], `${what}.entries.gen`) }, evict);
+        const ts = num(a[1], `${what}.entries.ts`);
+        const ref = str(a[0], `${what}.entries.ref`);
+        const amount = num(a[2], `${what}.entries.amount`);
+        const cur = str(a[3], `${what}.entries.cur`);
+        pushWindow(s, ts, amount, num(a[4], `${what}.entries.gen`), ref, null, cur);
       }
       const horizon = numOrNull(j.horizon, `${what}.horizon`);
-      if (horizon !== null) s.win.expire(horizon, evict);
+      if (horizon !== null) expireWindow(s, horizon);
       return s;
     },
   };
