@@ -4,10 +4,10 @@
  * and a look at topics and consumer groups on the broker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
+import { writeFileSync } from 'node:fs';
 import { AssignerProtocol, Kafka, logLevel, Partitioners, type Admin } from 'kafkajs';
 import type { Trade } from '../../src/core/events.ts';
+import { captureTrades } from './capture-trades.ts';
 import { HFT_CAPTURE, vigil } from './cli.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -106,31 +106,8 @@ export class Roles {
   }
 }
 
-/** The capture's trades as canonical events. */
-export function captureTrades(): Trade[] {
-  const text = gunzipSync(readFileSync(HFT_CAPTURE)).toString('utf8');
-  const trades: Trade[] = [];
-  for (const line of text.split('\n')) {
-    if (line.length === 0) continue;
-    const sp = line.indexOf(' ');
-    const recvNs = BigInt(line.slice(0, sp));
-    const msg = JSON.parse(line.slice(sp + 1)) as { data?: { e?: string; T: number; p: string; q: string; t: number; m: boolean } };
-    const d = msg.data;
-    if (d?.e !== 'trade') continue;
-    trades.push({
-      kind: 'trade',
-      venue: 'binance',
-      symbol: 'BTC-USDT',
-      ts: d.T,
-      recvTs: Number(recvNs / 1_000_000n),
-      price: Number(d.p),
-      qty: Number(d.q),
-      side: d.m ? 'sell' : 'buy',
-      tradeId: String(d.t),
-    });
-  }
-  return trades;
-}
+/** The capture's trades as canonical events (one reader for every test). */
+export { captureTrades };
 
 export const MULTI_KEYS = ['binance:BTC-USDT', 'mirror:BTC-USDT', 'binance:ETH-USDT', 'mirror:ETH-USDT', 'other:SOL-USDT', 'other:XRP-USDT'];
 
