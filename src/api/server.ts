@@ -8,6 +8,7 @@ import type { Store } from '../storage/types.ts';
 import type { AlertHub } from './alert-hub.ts';
 import { installSecurity, type SecurityOptions } from './auth.ts';
 import { installErrorHandling } from './errors.ts';
+import { installApiDocs, markDocsPublic } from './openapi.ts';
 import { alertRoutes, type AlertRouteOptions } from './routes/alerts.ts';
 import { findingRoutes } from './routes/findings.ts';
 import { healthRoutes, readinessRoutes } from './routes/health.ts';
@@ -41,7 +42,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({ logger: deps.logger ?? false, bodyLimit: deps.bodyLimit ?? 1024 * 1024 });
   installErrorHandling(app);
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } }); // first: its hooks close refused upgrades
+  markDocsPublic(app);
   const keys = await installSecurity(app, deps.store, deps.sqlToken, deps.security);
+  await installApiDocs(app);
   healthRoutes(app, deps.store);
   readinessRoutes(app, deps.store, deps.readiness);
   if (deps.metrics) metricsRoutes(app, deps.metrics);
