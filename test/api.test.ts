@@ -10,6 +10,7 @@ import { AlertHub, type AlertMessage } from '../src/api/alert-hub.ts';
 import { buildApi } from '../src/api/server.ts';
 import { openStore } from '../src/storage/clickhouse.ts';
 import type { Store } from '../src/storage/types.ts';
+import { OPEN_WORKFLOW } from '../src/storage/workflow.ts';
 
 const T0 = Date.UTC(2024, 7, 9, 12, 0, 0);
 const TOKEN = 'test-sql-token';
@@ -85,7 +86,7 @@ describe('GET /api/findings', () => {
     expect(r.body.total).toBe(seeded.length);
     expect(r.body.items.map((f) => f.id)).toEqual(expectIds(() => true));
     expect(r.body.nextCursor).toBeNull();
-    expect(r.body.items[0]).toStrictEqual(seeded[seeded.length - 1]);
+    expect(r.body.items[0]).toStrictEqual({ ...seeded[seeded.length - 1], workflow: OPEN_WORKFLOW });
   });
 
   it('detector as a comma list and as a repeated parameter', async () => {
@@ -155,6 +156,8 @@ describe('GET /api/findings', () => {
     ['cursor=not-a-cursor', 'cursor', /cursor/],
     ['run=', 'run', /non-empty/],
     ['sevrity=high', 'sevrity', /unknown query parameter/],
+    ['status=closed', 'status', /open, acknowledged, resolved, false_positive/],
+    [`assignee=${'a'.repeat(201)}`, 'assignee', /at most 200 characters/],
   ])('400 for %s, naming %s', async (qs, param, expected) => {
     const r = await get(`/api/findings?${qs}`);
     expect(r.status).toBe(400);
@@ -165,6 +168,10 @@ describe('GET /api/findings', () => {
 
   it('treats SQL in values as data', async () => {
     expect((await get(`/api/findings?symbol=${encodeURIComponent("x' OR 1=1 --")}`)).body.total).toBe(0);
+    expect((await get(`/api/findings?assignee=${encodeURIComponent("x' OR 1=1 --")}`)).body.total).toBe(0);
+    expect((await get(`/api/findings?assignee=${encodeURIComponent("none') OR ('1'='1")}`)).body.total).toBe(0);
+    expect((await get(`/api/findings?status=${encodeURIComponent("open' OR 1=1 --")}`)).status).toBe(400);
+    expect((await get('/api/findings?status=open&assignee=none')).body.total).toBe(seeded.length);
     expect((await get('/api/findings')).body.total).toBe(seeded.length);
   });
 });
@@ -174,8 +181,8 @@ describe('GET /api/findings/:id', () => {
     const f = seeded[27]!;
     const r = await app.inject({ method: 'GET', url: `/api/findings/${f.id}` });
     expect(r.statusCode).toBe(200);
-    expect(r.json()).toStrictEqual(f);
-    expect((await app.inject({ method: 'GET', url: `/api/findings/${f.id}?run=replay-1` })).json()).toStrictEqual(f);
+    expect(r.json()).toStrictEqual({ ...f, workflow: OPEN_WORKFLOW });
+    expect((await app.inject({ method: 'GET', url: `/api/findings/${f.id}?run=replay-1` })).json()).toStrictEqual({ ...f, workflow: OPEN_WORKFLOW });
   });
 
   it('404 with the error shape for an unknown id or the wrong run', async () => {

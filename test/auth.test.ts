@@ -1,5 +1,6 @@
 // API keys, roles, rate limiting, CORS and body limits (src/api/auth.ts), and `vigil keys`.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
@@ -127,6 +128,33 @@ const ROUTES: RouteCase[] = [
   { method: 'GET', url: '/docs/static/index.html', role: 'public', ok: 302 },
   { method: 'GET', url: '/docs/static/swagger-initializer.js', role: 'public', ok: 200 },
   { method: 'GET', url: '/docs/static/swagger-ui.css', route: '/docs/static/*', role: 'public', ok: 200 },
+  // No scorer wired in this API: reaching the route (past auth) answers 503.
+  { method: 'POST', url: '/api/transactions/score', role: 'analyst', ok: 503, payload: () => ({ kind: 'transaction', source: 'bank', id: 't1', ts: T0, account: 'A1', amount: 10, currency: 'EUR', direction: 'debit', channel: 'card' }) },
+  { method: 'GET', url: '/', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/style.css', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/favicon.svg', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/app.js', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/api.js', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/ui.js', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/feed.js', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/charts.js', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/detail.js', role: 'public', ok: 200 },
+  { method: 'GET', url: '/dashboard/vendor/lightweight-charts.mjs', role: 'public', ok: 200 },
+  { method: 'GET', url: '/api/alerts/stream', role: 'viewer', ok: 200 },
+  { method: 'GET', url: `/api/findings/${FINDING.id}/context`, role: 'viewer', ok: 200 },
+  { method: 'GET', url: '/api/instruments', role: 'viewer', ok: 200 },
+  { method: 'GET', url: '/api/prices?venue=binance&symbol=BTC-USDT', route: '/api/prices', role: 'viewer', ok: 200 },
+  { method: 'GET', url: '/api/stats', role: 'viewer', ok: 200 },
+  { method: 'GET', url: '/api/runs', role: 'viewer', ok: 200 },
+  { method: 'GET', url: async () => (await store.upsertRun({ runId: 'auth-run', startedAt: T0, status: 'completed', inputs: [], summary: {} }), '/api/runs/auth-run'), route: '/api/runs/:id', role: 'viewer', ok: 200 },
+  // Workflow: each status call gets a finding of its own (a second acknowledge would be a 409).
+  { method: 'POST', url: async () => { const f = { ...FINDING, id: findingId('price_jump', 'pj', 'binance:BTC-USDT', `wf-${Math.random()}`) }; await store.insertFindings([f]); return `/api/findings/${f.id}/status`; }, route: '/api/findings/:id/status', role: 'analyst', ok: 200, payload: () => ({ status: 'acknowledged' }) },
+  { method: 'POST', url: `/api/findings/${FINDING.id}/assign`, role: 'analyst', ok: 200, payload: () => ({ assignee: 'matrix' }) },
+  { method: 'POST', url: `/api/findings/${FINDING.id}/notes`, role: 'analyst', ok: 201, payload: () => ({ note: 'matrix' }) },
+  { method: 'GET', url: `/api/findings/${FINDING.id}/history`, role: 'viewer', ok: 200 },
+  { method: 'GET', url: '/api/snoozes', role: 'viewer', ok: 200 },
+  { method: 'POST', url: '/api/snoozes', role: 'analyst', ok: 201, payload: () => ({ detector: 'price_jump', symbol: 'BTC-USDT', until: Date.now() + 3_600_000 }) },
+  { method: 'DELETE', url: async () => `/api/snoozes/${(await store.createSnooze({ detector: 'price_jump', symbol: 'BTC-USDT', until: Date.now() + 3_600_000, createdBy: 'matrix' })).id}`, route: '/api/snoozes/:id', role: 'analyst', ok: 200 },
   { method: 'GET', url: '/no/such/route', role: 'viewer', ok: 404 },
 ];
 
@@ -157,9 +185,27 @@ function wsStatus(headers: Record<string, string>): Promise<{ status: number; bo
   });
 }
 
+/** An SSE stream never ends by itself: its status, then hang up (the body only of a refusal). */
+function sseStatus(headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/api/alerts/stream', headers }, (res) => {
+      if (res.statusCode === 200) {
+        req.destroy();
+        return resolve({ status: 200, body: '' });
+      }
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 async function call(route: RouteCase, caller: Caller, target = app): Promise<{ status: number; body: string }> {
   const url = typeof route.url === 'string' ? route.url : await route.url();
   if (url === '/api/alerts') return wsStatus(headersOf(caller));
+  if (url === '/api/alerts/stream') return sseStatus(headersOf(caller));
   const opts: InjectOptions = { method: route.method, url, headers: headersOf(caller) };
   if (route.payload) opts.payload = route.payload();
   const res = await target.inject(opts);

@@ -142,6 +142,31 @@ describe('GET /metrics after a pipeline run', () => {
   });
 });
 
+describe('webhooks, snoozes and scoring on /metrics', () => {
+  it('exports what the notifier, the snooze book and the scorer counted, read when scraped', async () => {
+    const m = new VigilMetrics({ processMetrics: false });
+    const webhook = { name: 'desk', format: 'slack' as const, queued: 2, inFlight: 1, delivered: 7, failed: 1, retries: 3, dropped: 4, abandoned: 0 };
+    const notifier = { stats: { received: 13, notLive: 0, suppressed: 0, unrouted: 0, webhooks: [webhook] } };
+    const book = { suppressed: 5, size: 2 };
+    const scorer = { counters: { requests: 10, published: 8, replayed: 1, timeouts: 1, refused: 0 } };
+    m.watchNotifier(notifier);
+    m.watchSnoozes(book);
+    m.watchScorer(scorer);
+    webhook.delivered = 9; // read at scrape time, not at registration
+    const samples = parse(await m.registry.metrics());
+    const one = (name: string, labels: Record<string, string> = {}) =>
+      samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
+    expect(one('vigil_webhook_deliveries_total', { webhook: 'desk', outcome: 'delivered' })).toBe(9);
+    expect(one('vigil_webhook_deliveries_total', { webhook: 'desk', outcome: 'dropped' })).toBe(4);
+    expect(one('vigil_webhook_retries_total', { webhook: 'desk' })).toBe(3);
+    expect(one('vigil_webhook_queued', { webhook: 'desk' })).toBe(3);
+    expect(one('vigil_snoozed_findings_total')).toBe(5);
+    expect(one('vigil_snoozes_active')).toBe(2);
+    expect(one('vigil_score_requests_total', { outcome: 'published' })).toBe(8);
+    expect(one('vigil_score_requests_total', { outcome: 'timeouts' })).toBe(1);
+  });
+});
+
 describe('GET /readyz', () => {
   it('is 200 while the store answers and every check passes, 503 naming what is down', async () => {
     const flag = join(dir, 'store-down');

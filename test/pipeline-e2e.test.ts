@@ -14,6 +14,7 @@ import { replayFiles, type ReplaySummary } from '../src/replay/replay.ts';
 import { openStore } from '../src/storage/clickhouse.ts';
 import type { Store } from '../src/storage/types.ts';
 import { HFT_CAPTURE, tempDir } from './helpers/cli.ts';
+import { OPEN_WORKFLOW } from '../src/storage/workflow.ts';
 
 const dir = tempDir();
 let store: Store;
@@ -64,9 +65,11 @@ describe('a replay end to end', () => {
     try {
       const all = (await app.inject({ url: '/api/findings?run=a&order=asc&limit=2' })).json() as { items: Finding[]; total: number; nextCursor: string | null };
       expect(all.total).toBe(summary.totalFindings);
-      expect(all.items).toEqual(live.slice(0, 2));
+      // Each finding as stored, with the workflow state of one nobody has touched yet.
+      const served = (f: Finding) => ({ ...f, workflow: OPEN_WORKFLOW });
+      expect(all.items).toEqual(live.slice(0, 2).map(served));
       const next = (await app.inject({ url: `/api/findings?run=a&order=asc&limit=2&cursor=${all.nextCursor}` })).json() as { items: Finding[] };
-      expect(next.items).toEqual(live.slice(2, 4));
+      expect(next.items).toEqual(live.slice(2, 4).map(served));
       const bySymbol = (await app.inject({ url: '/api/findings?run=a&symbol=BTC-USDT&venue=binance&detector=price_jump' })).json() as { total: number };
       expect(bySymbol.total).toBe(summary.findings.price_jump);
       expect(bySymbol.total).toBeGreaterThan(0);
@@ -74,7 +77,7 @@ describe('a replay end to end', () => {
       expect(other.total).toBe(0);
       const one = await app.inject({ url: `/api/findings/${live[0]!.id}?run=a` });
       expect(one.statusCode).toBe(200);
-      expect(one.json()).toEqual(live[0]);
+      expect(one.json()).toEqual(served(live[0]!));
     } finally {
       await app.close();
     }

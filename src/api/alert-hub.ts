@@ -33,6 +33,8 @@ export interface AlertHubOptions {
   maxQueueBytes?: number;
   /** Sends awaiting their transport at once; default 64. */
   maxInFlight?: number;
+  /** Findings to keep out of the live feed (snoozes, src/api/snoozes.ts); they are still stored. */
+  suppress?: (finding: Finding) => boolean;
 }
 
 export interface SubscribeOptions {
@@ -70,6 +72,7 @@ export class AlertHub {
   private readonly maxQueue: number;
   private readonly maxQueueBytes: number;
   private readonly maxInFlight: number;
+  private readonly suppress: ((finding: Finding) => boolean) | undefined;
   private readonly ring: (Entry | undefined)[];
   private ringStart = 0;
   private ringSize = 0;
@@ -83,6 +86,7 @@ export class AlertHub {
     this.maxQueue = options.maxQueue ?? 10_000;
     this.maxQueueBytes = options.maxQueueBytes ?? 16 * 1024 * 1024;
     this.maxInFlight = options.maxInFlight ?? 64;
+    this.suppress = options.suppress;
     this.ring = new Array<Entry | undefined>(this.bufferSize);
   }
 
@@ -92,6 +96,7 @@ export class AlertHub {
 
   publish(findings: readonly Finding[]): void {
     for (const finding of findings) {
+      if (this.suppress?.(finding)) continue;
       const entry = { finding, data: JSON.stringify({ type: 'finding', finding } satisfies AlertMessage) };
       this.remember(entry);
       this.published++;

@@ -41,6 +41,13 @@ declare module 'fastify' {
 
 export { SERVICE_TOKEN_HEADER };
 export const API_KEY_HEADER = 'x-api-key';
+/**
+ * The query parameter carrying an API key, accepted only on the live routes below: browsers cannot set
+ * headers on a WebSocket or an EventSource. Anywhere else it is refused (401), so keys do not spread
+ * into URLs (proxy logs, browser history) beyond where they are unavoidable; logs redact it.
+ */
+export const ACCESS_TOKEN_PARAM = 'access_token';
+export const QUERY_TOKEN_ROUTES: ReadonlySet<string> = new Set(['GET /api/alerts', 'GET /api/alerts/stream']);
 export const KEY_CACHE_MS = 5_000;
 
 export interface SecurityOptions {
@@ -138,7 +145,7 @@ export async function installSecurity(app: FastifyInstance, store: Store, servic
     await app.register(cors, {
       origin: origins.includes('*') ? '*' : origins,
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'],
-      allowedHeaders: ['authorization', API_KEY_HEADER, 'content-type'],
+      allowedHeaders: ['authorization', API_KEY_HEADER, 'content-type', 'last-event-id'],
       exposedHeaders: ['retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'],
       maxAge: 600,
     });
@@ -170,6 +177,14 @@ export async function installSecurity(app: FastifyInstance, store: Store, servic
       const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
       if (!m) return { error: new VigilError(ERR.UNAUTHORIZED, 'Authorization: expected "Bearer <API key>"', 401) };
       key = m[1]!;
+    }
+    if (key === undefined) {
+      const fromQuery = queryToken(req);
+      if (fromQuery !== undefined && !QUERY_TOKEN_ROUTES.has(`${req.method} ${req.routeOptions.url}`)) {
+        return { error: new VigilError(ERR.UNAUTHORIZED, `${ACCESS_TOKEN_PARAM} in the query string is accepted only on ${[...QUERY_TOKEN_ROUTES].join(' and ')}: send "Authorization: Bearer <key>"`, 401) };
+      }
+      if (fromQuery === null) return { error: new VigilError(ERR.UNAUTHORIZED, `${ACCESS_TOKEN_PARAM}: expected one API key`, 401) };
+      key = fromQuery;
     }
     if (key === undefined) return { error: new VigilError(ERR.UNAUTHORIZED, `missing API key: send "Authorization: Bearer <key>" or "${API_KEY_HEADER}: <key>"`, 401) };
     const info = await cache.find(hashApiKey(key));
@@ -216,6 +231,49 @@ async function applyLimit(limit: (req: FastifyRequest) => ReturnType<ReturnType<
   if (!r.isExceeded) return;
   reply.header('retry-after', r.ttlInSeconds);
   throw new VigilError(ERR.RATE_LIMITED, `rate limit of ${r.max} requests per minute exceeded; retry in ${r.ttlInSeconds} s`, 429);
+}
+
+/** The access_token query parameter: undefined when absent, null when not one non-empty string. */
+function queryToken(req: FastifyRequest): string | null | undefined {
+  const q = req.query as Record<string, unknown> | undefined;
+  const v = q?.[ACCESS_TOKEN_PARAM];
+  if (v === undefined) return undefined;
+  return typeof v === 'string' && v.trim() !== '' ? v.trim() : null;
+}
+
+/**
+ * Fastify's request log serializer, with the access_token query parameter's value replaced: the URL
+ * of every request is logged ("incoming request"), and a key must never reach the logs.
+ */
+export function redactedRequest(req: FastifyRequest): Record<string, unknown> {
+  return {
+    method: req.method,
+    url: redactAccessToken(req.url),
+    version: req.headers?.['accept-version'],
+    host: req.host,
+    remoteAddress: req.ip,
+    remotePort: req.socket ? req.socket.remotePort : undefined,
+  };
+}
+
+/** A URL with the value of every access_token parameter (its name decoded as the query parser does) replaced by [redacted]. */
+export function redactAccessToken(url: string): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const parts = url.slice(q + 1).split('&').map((part) => {
+    const eq = part.indexOf('=');
+    const name = eq === -1 ? part : part.slice(0, eq);
+    return decodedName(name) === ACCESS_TOKEN_PARAM ? `${name}=[redacted]` : part;
+  });
+  return `${url.slice(0, q + 1)}${parts.join('&')}`;
+}
+
+function decodedName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
+  }
 }
 
 function header(req: FastifyRequest, name: string): string | undefined {

@@ -2,7 +2,13 @@
  * One description per route (method + fastify URL) for the OpenAPI document (openapi.ts). Query
  * parameters come from the very tables the routes validate with, so their documentation cannot drift.
  */
-import { ALERT_PARAMS, FINDING_PARAMS, SEARCH_PARAMS } from './query-params.ts';
+import { z } from 'zod';
+import { transactionSchema } from '../core/events.ts';
+import { ALERT_PARAMS, CONTEXT_PARAMS, FINDING_PARAMS, INSTRUMENT_PARAMS, PRICE_PARAMS, RUN_LIST_PARAMS, SEARCH_PARAMS, STATS_PARAMS } from './query-params.ts';
+import { SNOOZE_LIST_PARAMS, assignBody, noteBody, snoozeBody, statusBody } from './routes/workflow.ts';
+
+/** The JSON schema of a body the route validates with zod (what a client sends, before defaults). */
+const bodyOf = (schema: z.ZodType): Record<string, unknown> => z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
 
 export interface RouteDoc {
   summary: string;
@@ -63,4 +69,50 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     responses: { 201: 'the key, shown this once' },
   },
   'DELETE /api/keys/:id': { summary: 'Revoke an API key', tag: 'keys', responses: { 200: 'the revoked key', 404: 'no such key' } },
+
+  'POST /api/findings/:id/status': {
+    summary: 'Move a finding through the workflow',
+    tag: 'workflow',
+    description: 'open → acknowledged | resolved | false_positive; acknowledged → resolved | false_positive | open; resolved | false_positive → open. Audited (actor, note, time).',
+    body: bodyOf(statusBody),
+    responses: { 200: '{ workflow, action }', 404: 'no such finding', 409: 'not a legal transition from the current status (VIGIL_ERR_CONFLICT)' },
+  },
+  'POST /api/findings/:id/assign': { summary: 'Assign a finding (null unassigns)', tag: 'workflow', body: bodyOf(assignBody), responses: { 200: '{ workflow, action }', 404: 'no such finding' } },
+  'POST /api/findings/:id/notes': { summary: 'Add a note to a finding', tag: 'workflow', body: bodyOf(noteBody), responses: { 201: '{ action }', 404: 'no such finding' } },
+  'GET /api/findings/:id/history': { summary: "A finding's audit trail, oldest first", tag: 'workflow', query: FINDING_PARAMS, responses: { 200: '{ items: Action[] }', 404: 'no such finding' } },
+  'GET /api/snoozes': { summary: 'Snoozes (active ones with active=true)', tag: 'workflow', query: SNOOZE_LIST_PARAMS },
+  'POST /api/snoozes': {
+    summary: 'Snooze a rule or detector for a symbol or account until a time',
+    tag: 'workflow',
+    description: 'Snoozed findings are still detected and stored; they are kept out of live alerts and notifications. Audited.',
+    body: bodyOf(snoozeBody),
+    responses: { 201: 'the snooze' },
+  },
+  'DELETE /api/snoozes/:id': { summary: 'Cancel a snooze (idempotent)', tag: 'workflow', responses: { 200: 'the cancelled snooze', 404: 'no such snooze' } },
+  'GET /api/findings/:id/context': {
+    summary: 'Market or account context around a finding',
+    tag: 'findings',
+    description: "Trades and thinned quotes of the finding's instrument, or the account's transactions, in the finding's window widened by before/after.",
+    query: CONTEXT_PARAMS,
+    responses: findingNotFound,
+  },
+  'GET /api/instruments': { summary: 'Instruments with stored trades, most active first', tag: 'market', query: INSTRUMENT_PARAMS },
+  'GET /api/prices': { summary: 'OHLC buckets of an instrument from stored trades (mid quotes without trades)', tag: 'market', query: PRICE_PARAMS },
+  'GET /api/stats': { summary: 'Findings counted per time bucket and per detector, severity, symbol or venue', tag: 'stats', query: STATS_PARAMS },
+  'GET /api/runs': { summary: 'Pipeline runs (live and replays), newest first', tag: 'runs', query: RUN_LIST_PARAMS },
+  'GET /api/runs/:id': { summary: 'One run: inputs, rules version, counts, duration, status', tag: 'runs', responses: { 200: 'the run', 404: 'no such run' } },
+  'GET /api/alerts/stream': {
+    summary: 'Live alerts (Server-Sent Events)',
+    tag: 'alerts',
+    description: 'event: finding | heartbeat | gap | close; id: the finding id. Resumes from Last-Event-ID (or since). A client too slow to keep up gets event: close with the reason.',
+    query: ALERT_PARAMS,
+    responses: { 200: 'text/event-stream' },
+  },
+  'POST /api/transactions/score': {
+    summary: 'Score one transaction synchronously (same state as the stream)',
+    tag: 'scoring',
+    description: 'The transaction counts in its account state like a streamed one. A repeated id gets the first answer again (header idempotent-replayed: true).',
+    body: bodyOf(transactionSchema.strict()),
+    responses: { 200: '{ eventId, account, score, reasons, findings, rulesVersion, latencyMs }', 409: 'same id, different body', 413: 'body too large', 503: 'scoring unavailable or too many pending', 504: 'no score in time' },
+  },
 };

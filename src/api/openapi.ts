@@ -10,6 +10,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { readFileSync } from 'node:fs';
 import { registeredRoutes, type RegisteredRoute } from './auth.ts';
+import { isDashboardUrl } from './routes/dashboard.ts';
 import { ROUTE_DOCS, type RouteDoc } from './openapi-routes.ts';
 
 export const DOCS_PREFIX = '/docs';
@@ -28,9 +29,9 @@ function openApiPath(url: string): { path: string; params: string[] } {
   return { path, params };
 }
 
-/** Routes the document describes: the API's own, not the documentation's, nor HEAD twins and preflights. */
+/** Routes the document describes: the API's own, not the documentation's or the dashboard's files, nor HEAD twins and preflights. */
 export function documentedRoutes(routes: readonly RegisteredRoute[]): RegisteredRoute[] {
-  return routes.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !r.url.startsWith(DOCS_PREFIX) && r.url !== '*');
+  return routes.filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS' && !r.url.startsWith(DOCS_PREFIX) && r.url !== '*' && !isDashboardUrl(r.url));
 }
 
 export function routeKey(method: string, url: string): string {

@@ -7,12 +7,17 @@
 import { z } from 'zod';
 import { SEVERITIES, type Severity } from '../core/events.ts';
 import { ERR, VigilError } from '../core/errors.ts';
-import type { FindingQuery } from '../storage/types.ts';
+import { parseTime } from '../core/time.ts';
+import type { FindingQuery, RunStatus } from '../storage/types.ts';
+import { CONTEXT_LIMITS, PRICE_INTERVALS, RUN_STATUSES, STATS_BUCKETS, STATS_BY, type PriceInterval, type StatsBucket, type StatsBy } from '../storage/context-types.ts';
+import { WORKFLOW_STATUSES, type WorkflowStatus } from '../storage/workflow.ts';
 import type { AlertFilter } from './alert-filter.ts';
 
 interface Param<T> {
   schema: z.ZodType<T>;
   expected: string;
+  /** A credential: a bad value is never echoed in the error. */
+  secret?: boolean;
 }
 
 const one = z.string();
@@ -24,10 +29,9 @@ const listParam: Param<string[]> = {
   expected: 'a comma-separated list (or repeated parameter) of up to 100 values of at most 200 characters',
 };
 const severityParam: Param<Severity> = { schema: z.enum(SEVERITIES), expected: `one of ${SEVERITIES.join(', ')}` };
-const ISO = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
 const timeParam: Param<number> = {
   schema: one.transform((s, ctx) => {
-    const t = /^\d{1,15}$/.test(s) ? Number(s) : isoToMs(s);
+    const t = parseTime(s);
     if (t === undefined) {
       ctx.addIssue({ code: 'custom', message: 'not a time' });
       return z.NEVER;
@@ -38,13 +42,6 @@ const timeParam: Param<number> = {
 };
 const idParam: Param<string> = { schema: one.min(1).max(200), expected: 'a non-empty string of at most 200 characters' };
 
-function isoToMs(s: string): number | undefined {
-  const m = ISO.exec(s);
-  if (!m) return undefined;
-  const hasTime = s.length > 10;
-  const t = Date.parse(hasTime && m[1] === undefined ? `${s.replace(' ', 'T')}Z` : s.replace(' ', 'T'));
-  return Number.isFinite(t) && t >= 0 ? t : undefined;
-}
 
 const FILTER_PARAMS = {
   detector: listParam,
@@ -63,11 +60,50 @@ export const SEARCH_PARAMS = {
   limit: { schema: one.regex(/^\d{1,4}$/).transform(Number).pipe(z.number().int().min(1).max(1000)), expected: 'an integer 1-1000' } as Param<number>,
   cursor: { schema: one.min(1).max(2048), expected: 'the nextCursor of a previous page' } as Param<string>,
   order: { schema: z.enum(['asc', 'desc']), expected: 'asc or desc' } as Param<'asc' | 'desc'>,
+  status: { schema: listParam.schema.pipe(z.array(z.enum(WORKFLOW_STATUSES))), expected: `a list of ${WORKFLOW_STATUSES.join(', ')}` } as Param<WorkflowStatus[]>,
+  assignee: { ...listParam, expected: `${listParam.expected} (none: unassigned)` },
 } as const;
 
-export const ALERT_PARAMS = { ...FILTER_PARAMS, since: idParam } as const;
+/**
+ * `access_token`: an API key for the live routes only (browsers cannot set headers on WebSocket or
+ * EventSource); src/api/auth.ts reads it, it is not part of the filter.
+ */
+const accessTokenParam: Param<string> = { schema: one.min(1).max(512), expected: 'one API key', secret: true };
+
+export const ALERT_PARAMS = { ...FILTER_PARAMS, since: idParam, access_token: accessTokenParam } as const;
 
 export const FINDING_PARAMS = { run: idParam } as const;
+
+// Context, instruments, prices, stats, runs (src/api/routes/context.ts, stats.ts, runs.ts).
+const intParam = (min: number, max: number, what = 'an integer'): Param<number> => ({
+  schema: one.regex(/^\d{1,12}$/).transform(Number).pipe(z.number().int().min(min).max(max)),
+  expected: `${what} ${min}-${max}`,
+});
+const marginParam = intParam(0, CONTEXT_LIMITS.maxMarginMs, 'milliseconds');
+export const CONTEXT_PARAMS = { run: idParam, before: marginParam, after: marginParam, limit: intParam(1, CONTEXT_LIMITS.maxRows) } as const;
+export const INSTRUMENT_PARAMS = { run: idParam, limit: intParam(1, CONTEXT_LIMITS.maxInstruments) } as const;
+const intervals = Object.keys(PRICE_INTERVALS) as PriceInterval[];
+const statsBuckets = Object.keys(STATS_BUCKETS) as StatsBucket[];
+export const PRICE_PARAMS = {
+  venue: idParam,
+  symbol: idParam,
+  from: timeParam,
+  to: timeParam,
+  interval: { schema: z.enum(intervals as [PriceInterval, ...PriceInterval[]]), expected: `one of ${intervals.join(', ')}` } as Param<PriceInterval>,
+  run: idParam,
+} as const;
+export const STATS_PARAMS = {
+  ...FILTER_PARAMS,
+  from: timeParam,
+  to: timeParam,
+  bucket: { schema: z.enum(statsBuckets as [StatsBucket, ...StatsBucket[]]), expected: `one of ${statsBuckets.join(', ')}` } as Param<StatsBucket>,
+  by: { schema: z.enum(STATS_BY), expected: `one of ${STATS_BY.join(', ')}` } as Param<StatsBy>,
+  top: intParam(1, CONTEXT_LIMITS.maxKeys),
+} as const;
+export const RUN_LIST_PARAMS = {
+  limit: intParam(1, 1000),
+  status: { schema: listParam.schema.pipe(z.array(z.enum(RUN_STATUSES as [RunStatus, ...RunStatus[]]))), expected: `a list of ${RUN_STATUSES.join(', ')}` } as Param<RunStatus[]>,
+} as const;
 
 type Parsed<P extends Record<string, Param<unknown>>> = { [K in keyof P]?: P[K] extends Param<infer T> ? T : never };
 
@@ -84,7 +120,7 @@ export function parseParams<P extends Record<string, Param<unknown>>>(params: P,
     const p = params[name];
     if (!p) throw new VigilError(ERR.BAD_REQUEST, `unknown query parameter '${name}': expected one of ${Object.keys(params).join(', ')}`, 400, { parameter: name });
     const r = p.schema.safeParse(value);
-    if (!r.success) throw badParam(name, p.expected, value);
+    if (!r.success) throw badParam(name, p.expected, p.secret ? undefined : value);
     out[name] = r.data;
   }
   return out as Parsed<P>;
@@ -131,6 +167,9 @@ export function parseSearchQuery(raw: unknown): FindingQuery {
   if (p.from !== undefined) q.from = p.from;
   if (p.to !== undefined) q.to = p.to;
   if (p.cursor !== undefined) q.cursor = p.cursor;
+  if (p.status && p.status.length > 0) q.status = [...new Set(p.status)];
+  const assignee = nonEmpty(p.assignee);
+  if (assignee) q.assignee = assignee;
   return q;
 }
 

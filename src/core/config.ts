@@ -83,12 +83,24 @@ export const CONFIG_KEYS = {
     expected: 'an integer 1-10000000',
     doc: 'Findings (and dead letters) the store side holds in memory while ClickHouse is slow or down; beyond, they spill to a file under VIGIL_DATA_DIR/spill',
   },
+  VIGIL_CONTEXT_TTL_DAYS: {
+    schema: int(0, 36_500),
+    default: 30,
+    expected: 'whole days 0-36500 (0: keep)',
+    doc: 'Days the stored market and transaction context (trades, quotes, transactions) is kept after it was stored; 0: kept for good',
+  },
   REDIS_URL: { schema: url(['redis:', 'rediss:']).optional(), default: undefined, expected: 'a redis:// or rediss:// URL', doc: 'Keep detector state in Redis (namespaced by run id), so any worker can take over a key; unset: in memory' },
   VIGIL_RULES: {
     schema: z.string().min(1).optional(),
     default: undefined,
     expected: 'a rules file path (YAML or JSON)',
     doc: 'The rules file (reloaded when it changes, and through the API); unset: the shipped rules/default.yaml',
+  },
+  VIGIL_WEBHOOKS: {
+    schema: z.string().min(1).optional(),
+    default: undefined,
+    expected: 'a webhooks file path (YAML or JSON)',
+    doc: 'Webhooks notified of live findings (generic JSON or Slack-compatible; routing per rule and severity); read and validated at start (src/notify/config.ts); unset: none',
   },
   VIGIL_AUTH: {
     schema: z.enum(['on', 'off', 'auto']),
@@ -105,6 +117,8 @@ export const CONFIG_KEYS = {
   },
   VIGIL_BODY_LIMIT_BYTES: { schema: int(1024, 1024 * 1024 * 1024), default: 1024 * 1024, expected: 'bytes 1024-1073741824', doc: 'Largest request body the API accepts (413 beyond)' },
   VIGIL_STATE_IDLE_MS: { schema: int(1_000, 30 * 86_400_000), default: 600_000, expected: 'milliseconds 1000-2592000000', doc: 'Event time a key may stay unseen before its detector state leaves memory (restored from the store when it returns)' },
+  VIGIL_SCORE_TIMEOUT_MS: { schema: int(10, 600_000), default: 2000, expected: 'milliseconds 10-600000', doc: 'How long POST /api/transactions/score waits for the risk score of its transaction (504 VIGIL_ERR_TIMEOUT beyond)' },
+  VIGIL_SCORE_MAX_PENDING: { schema: int(1, 1_000_000), default: 1000, expected: 'an integer 1-1000000', doc: 'Scoring requests an API process keeps waiting at once (503 VIGIL_ERR_UNAVAILABLE beyond)' },
 } as const;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;

@@ -27,7 +27,12 @@ export const ERR = {
   FORBIDDEN: 'VIGIL_ERR_FORBIDDEN',
   PAYLOAD_TOO_LARGE: 'VIGIL_ERR_PAYLOAD_TOO_LARGE',
   RATE_LIMITED: 'VIGIL_ERR_RATE_LIMITED',
+  CONFLICT: 'VIGIL_ERR_CONFLICT',
   INTERNAL: 'VIGIL_ERR_INTERNAL',
+  /** Scoring: no risk score came back in time (504). */
+  TIMEOUT: 'VIGIL_ERR_TIMEOUT',
+  /** Scoring: not available here, or too many requests in flight (503). */
+  UNAVAILABLE: 'VIGIL_ERR_UNAVAILABLE',
 } as const;
 
 export function configError(key: string, expected: string, got?: unknown): VigilError {

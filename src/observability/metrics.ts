@@ -16,6 +16,7 @@ import type { RulesController } from '../detectors/rules-watch.ts';
 import { feedReconnects } from '../feeds/connection.ts';
 import { DETECTOR_SAMPLE_EVERY, type MetricsSource, type PipelineMetrics } from '../pipeline/metrics.ts';
 import type { BatchWriter } from '../storage/batch-writer.ts';
+import type { NotifierStats } from '../notify/webhooks.ts';
 import { Readiness } from './readiness.ts';
 
 type Labels = Record<string, string>;
@@ -38,6 +39,7 @@ function writers(source: MetricsSource): Array<[string, BatchWriter<unknown> | u
     ['dead_letters', s.deadLetterWriter as BatchWriter<unknown> | undefined],
     ['tx_risk', s.txRiskWriter as BatchWriter<unknown> | undefined],
     ['runs', s.runWriter as BatchWriter<unknown> | undefined],
+    ['context', s.contextWriter as BatchWriter<unknown> | undefined],
   ];
 }
 
@@ -253,6 +255,10 @@ export class VigilMetrics implements PipelineMetrics {
   private readonly findings: Counter<'detector' | 'severity'>;
   private readonly ruleReloads: Counter<'actor'>;
   private readonly rulesWatched: RulesController[] = [];
+  /** Webhook notifiers, snooze books and transaction scorers of this process, read at scrape time. */
+  private readonly notifiers = new Set<{ readonly stats: NotifierStats }>();
+  private readonly snoozeBooks = new Set<{ readonly suppressed: number; readonly size: number }>();
+  private readonly scorers = new Set<{ readonly counters: Readonly<Record<string, number>> }>();
 
   constructor(options: VigilMetricsOptions = {}) {
     const registers = [this.registry];
@@ -321,6 +327,71 @@ export class VigilMetrics implements PipelineMetrics {
         }
         this.reset();
         for (const [rule, e] of late) this.inc({ rule }, e.base + e.last);
+      },
+    });
+    const notifiers = this.notifiers;
+    new Counter({
+      name: 'vigil_webhook_deliveries_total',
+      help: 'Findings handled per webhook, by outcome: delivered, failed (not retried or out of attempts), dropped (queue full), abandoned (at shutdown).',
+      labelNames: ['webhook', 'outcome'],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of notifiers) {
+          for (const w of n.stats.webhooks) {
+            for (const outcome of ['delivered', 'failed', 'dropped', 'abandoned'] as const) this.inc({ webhook: w.name, outcome }, w[outcome]);
+          }
+        }
+      },
+    });
+    new Counter({
+      name: 'vigil_webhook_retries_total',
+      help: 'Webhook attempts after the first, by webhook.',
+      labelNames: ['webhook'],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of notifiers) for (const w of n.stats.webhooks) this.inc({ webhook: w.name }, w.retries);
+      },
+    });
+    new Gauge({
+      name: 'vigil_webhook_queued',
+      help: 'Findings waiting for delivery (queued or in flight), by webhook.',
+      labelNames: ['webhook'],
+      registers,
+      collect() {
+        this.reset();
+        for (const n of notifiers) for (const w of n.stats.webhooks) this.set({ webhook: w.name }, w.queued + w.inFlight);
+      },
+    });
+    const books = this.snoozeBooks;
+    new Counter({
+      name: 'vigil_snoozed_findings_total',
+      help: 'Findings kept out of live alerts and webhooks by a snooze (still stored).',
+      registers,
+      collect() {
+        this.reset();
+        for (const b of books) this.inc(b.suppressed);
+      },
+    });
+    new Gauge({
+      name: 'vigil_snoozes_active',
+      help: 'Snoozes in force in this process.',
+      registers,
+      collect() {
+        this.reset();
+        for (const b of books) this.inc(b.size);
+      },
+    });
+    const scorers = this.scorers;
+    new Counter({
+      name: 'vigil_score_requests_total',
+      help: 'POST /api/transactions/score requests, by outcome: published (scored through the stream), replayed (a repeated id), timeouts, refused (too many pending).',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        this.reset();
+        for (const sc of scorers) for (const outcome of ['published', 'replayed', 'timeouts', 'refused']) this.inc({ outcome }, sc.counters[outcome] ?? 0);
       },
     });
     new Counter({
@@ -409,6 +480,22 @@ export class VigilMetrics implements PipelineMetrics {
 
   observeFinding(detector: string, severity: string): void {
     this.findings.inc({ detector, severity });
+  }
+
+  /** Exports a webhook notifier's delivery counters, a snooze book's, a scorer's (read when scraped). */
+  watchNotifier(notifier: { readonly stats: NotifierStats }): () => void {
+    this.notifiers.add(notifier);
+    return () => this.notifiers.delete(notifier);
+  }
+
+  watchSnoozes(book: { readonly suppressed: number; readonly size: number }): () => void {
+    this.snoozeBooks.add(book);
+    return () => this.snoozeBooks.delete(book);
+  }
+
+  watchScorer(scorer: { readonly counters: Readonly<Record<string, number>> }): () => void {
+    this.scorers.add(scorer);
+    return () => this.scorers.delete(scorer);
   }
 
   /** Counts the rules changes that take effect (not the initial load) and exports whether reloads fail. */

@@ -124,6 +124,8 @@ interface RiskRecord {
   key: string;
   runId: string;
   signals: RiskSignal[];
+  /** Ids of the findings the event raised (in this view), so a caller waiting for its score can collect them. */
+  findings?: string[];
 }
 
 interface Latency {
@@ -229,6 +231,8 @@ export class DetectorRunner {
   private readonly checkpointNamespace: string | undefined;
   private readonly extraTopics: readonly string[];
   private readonly riskSink: 'topic' | 'none' | undefined;
+  /** The rules file version of the rules running (stamped on risk records), when they come from one. */
+  private rulesVersion: string | undefined;
   private readonly metrics: PipelineMetrics | undefined;
   private readonly latency: boolean;
   private detachMetrics: (() => void) | undefined;
@@ -285,6 +289,7 @@ export class DetectorRunner {
       }
     }
     this.dispatch = dispatch;
+    this.rulesVersion = this.slots.map((s) => (s.detector as { settings?: { rulesVersion?: string } }).settings?.rulesVersion).find((v) => v !== undefined);
   }
 
   /** The detectors running now (rule instances), in rules order. */
@@ -423,7 +428,7 @@ export class DetectorRunner {
     let handled = 0;
     const dispatch = this.dispatch.get(batch.topic);
     let risks: RiskRecord[] | undefined;
-    let waitingSignals: Array<RiskSignal[] | undefined> | undefined;
+    let waitingRisks: Array<RiskRecord | undefined> | undefined;
     const metrics = this.metrics;
     const started = metrics === undefined ? 0 : performance.now();
     // Detector and trigger recvTs of the batch's findings (event-to-finding latency).
@@ -433,6 +438,13 @@ export class DetectorRunner {
       const headers = m.headers;
       const view = headers?.[VIEW_HEADER] ?? '';
       const slots = dispatch?.get(view)?.get(ev.kind);
+      // Every transaction and view copy gets its record, also in a view no rule reads (score 0), so a
+      // caller waiting for a transaction's score (scoring.ts) knows how many records will come.
+      let rec: RiskRecord | undefined;
+      if (ev.kind === 'transaction' && this.riskSink !== 'none' && headers?.[STATUS_COPY_HEADER] === undefined) {
+        rec = { ev, view: view || 'account', key: m.key, runId: headers?.run || this.runId, signals: [] };
+        (risks ??= []).push(rec);
+      }
       if (slots === undefined) continue;
       handled++;
       // One event in DETECTOR_SAMPLE_EVERY is timed in every rule it reaches; the others are not.
@@ -443,12 +455,7 @@ export class DetectorRunner {
       }
       if (ev.ts > wm) wm = ev.ts;
       const runId = headers?.run || this.runId;
-      let signals: RiskSignal[] | undefined;
-      if (ev.kind === 'transaction' && this.riskSink !== 'none' && headers?.[STATUS_COPY_HEADER] === undefined) {
-        const rec: RiskRecord = { ev, view: view || 'account', key: m.key, runId, signals: [] };
-        (risks ??= []).push(rec);
-        signals = rec.signals;
-      }
+      const signals = rec?.signals;
       for (let i = 0; i < slots.length; i++) {
         const slot = slots[i] as Slot;
         const keys = slot.lastRunId === runId && slot.lastRun !== undefined ? slot.lastRun : this.runMap(slot, runId);
@@ -483,13 +490,13 @@ export class DetectorRunner {
             slot.detector.onEvent(e.state, ev, drafts, signals);
             metrics!.observeDetectorEvent(slot.detector.name, (performance.now() - t) / 1000);
           } else slot.detector.onEvent(e.state, ev, drafts, signals);
-          if (drafts.length > 0) this.emit(e, drafts, out, ev, latencies);
+          if (drafts.length > 0) this.emit(e, drafts, out, ev, latencies, rec);
         } else {
           (waitingEntries ??= []).push(e);
           (waitingEvents ??= []).push(ev);
-          if (signals !== undefined || waitingSignals !== undefined) {
-            waitingSignals ??= new Array<RiskSignal[] | undefined>(waitingEntries.length - 1).fill(undefined);
-            waitingSignals.push(signals);
+          if (rec !== undefined || waitingRisks !== undefined) {
+            waitingRisks ??= new Array<RiskRecord | undefined>(waitingEntries.length - 1).fill(undefined);
+            waitingRisks.push(rec);
           }
         }
       }
@@ -504,8 +511,9 @@ export class DetectorRunner {
       for (let i = 0; i < waitingEntries.length; i++) {
         const e = waitingEntries[i] as Entry;
         const ev = waitingEvents[i] as CanonicalEvent;
-        e.slot.detector.onEvent(e.state, ev, drafts, waitingSignals?.[i]);
-        if (drafts.length > 0) this.emit(e, drafts, out, ev, latencies);
+        const rec = waitingRisks?.[i];
+        e.slot.detector.onEvent(e.state, ev, drafts, rec?.signals);
+        if (drafts.length > 0) this.emit(e, drafts, out, ev, latencies, rec);
       }
       if (metrics !== undefined) detectMs += performance.now() - resumed;
     }
@@ -514,6 +522,8 @@ export class DetectorRunner {
     if (risks !== undefined) {
       const scores: OutgoingMessage<TxRisk>[] = risks.map((r) => {
         const value = combineRisk(r.ev as Transaction, r.view, r.signals, r.runId);
+        if (r.findings !== undefined) value.findings = r.findings;
+        if (this.rulesVersion !== undefined) value.rulesVersion = this.rulesVersion;
         return r.runId === this.runId ? { key: r.key, value } : { key: r.key, value, headers: { run: r.runId } };
       });
       this.counters.riskScores += scores.length;
@@ -548,11 +558,12 @@ export class DetectorRunner {
   }
 
   /** Turns the drafts of one entry's event into findings (and empties drafts). */
-  private emit(e: Entry, drafts: FindingDraft[], out: OutgoingMessage<Finding>[], ev: CanonicalEvent, latencies: Latency[] | undefined): void {
+  private emit(e: Entry, drafts: FindingDraft[], out: OutgoingMessage<Finding>[], ev: CanonicalEvent, latencies: Latency[] | undefined, risk?: RiskRecord): void {
     const detector = e.slot.detector;
     for (const d of drafts) {
       const f = this.toFinding(detector, d, e.ref.runId);
       out.push(f.runId === this.runId ? { key: f.key, value: f } : { key: f.key, value: f, headers: { run: f.runId } });
+      if (risk !== undefined) (risk.findings ??= []).push(f.id);
       if (this.metrics !== undefined) {
         this.metrics.observeFinding(detector.name, f.severity);
         if (latencies !== undefined && ev.recvTs !== undefined) latencies.push({ detector: detector.name, recvTs: ev.recvTs });

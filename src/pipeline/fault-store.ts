@@ -1,7 +1,7 @@
 /**
  * TEST HOOK (not a configuration key): `VIGIL_FAULT_STORE_FLAG=<path>` in the environment of a role that
  * owns the findings store (`vigil api`, `vigil run`). While a file exists at that path, the store's
- * writes (findings, dead letters, runs, API keys) and its ping fail as if ClickHouse were unreachable; reads go
+ * writes (findings, dead letters, runs, context, workflow, API keys…) and its ping fail as if ClickHouse were unreachable; reads go
  * through. The integration tests (test/distributed.test.ts) create and remove the file to take the store
  * "down" for a while. Without the variable the store is returned as it is.
  */
@@ -17,45 +17,23 @@ export function withStoreFaults(store: Store, env: Record<string, string | undef
   const check = (what: string): void => {
     if (existsSync(flag)) throw new VigilError(ERR.STORE, `${what}: ClickHouse unavailable (fault injected: ${flag} exists)`, 503);
   };
-  return {
-    kind: store.kind,
-    insertFindings: async (rows) => {
-      check('insert findings');
-      await store.insertFindings(rows);
+  // Every write fails while the flag exists, whatever its name says it writes; reads go through. By
+  // name, so a Store method added later is covered without touching this hook.
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      const fn = value as (...args: unknown[]) => unknown;
+      if (prop === 'ping') return async () => !existsSync(flag) && (await target.ping());
+      if (typeof prop === 'string' && WRITE_METHOD.test(prop)) {
+        return async (...args: unknown[]) => {
+          check(prop);
+          return fn.apply(target, args);
+        };
+      }
+      return fn.bind(target);
     },
-    insertDeadLetters: async (rows) => {
-      check('insert dead letters');
-      await store.insertDeadLetters(rows);
-    },
-    insertTxRisk: async (rows) => {
-      check('insert transaction risk');
-      await store.insertTxRisk(rows);
-    },
-    insertRuleChanges: async (rows) => {
-      check('insert rule changes');
-      await store.insertRuleChanges(rows);
-    },
-    listRuleChanges: (o) => store.listRuleChanges(o),
-    upsertRun: async (run) => {
-      check('upsert run');
-      await store.upsertRun(run);
-    },
-    ping: async () => !existsSync(flag) && (await store.ping()),
-    searchFindings: (q) => store.searchFindings(q),
-    getFinding: (id, runId) => store.getFinding(id, runId),
-    sql: (q, format, limits) => store.sql(q, format, limits),
-    listRuns: (o) => store.listRuns(o),
-    listDeadLetters: (q) => store.listDeadLetters(q),
-    createApiKey: async (key) => {
-      check('create API key');
-      await store.createApiKey(key);
-    },
-    listApiKeys: () => store.listApiKeys(),
-    revokeApiKey: async (id, at) => {
-      check('revoke API key');
-      return store.revokeApiKey(id, at);
-    },
-    findApiKeyByHash: (hash) => store.findApiKeyByHash(hash),
-    close: () => store.close(),
-  };
+  });
 }
+
+const WRITE_METHOD = /^(insert|upsert|create|revoke|record|cancel)/;

@@ -41,6 +41,8 @@ export interface PipelineOptions {
   ephemeralState?: boolean;
   /** Spill findings and dead letters beyond a memory bound to files (vigil run: VIGIL_DATA_DIR/spill). */
   spill?: SpillConfig;
+  /** Store trades, quotes (thinned) and transactions as findings' context (default true; `vigil replay --no-context`). */
+  storeContext?: boolean;
   /** Where the pipeline's counters and latencies go (src/observability/metrics.ts); absent: nowhere. */
   metrics?: PipelineMetrics;
   log?: (message: string) => void;
@@ -75,6 +77,8 @@ export class Pipeline {
       hub: options.hub,
       group: `vigil-findings-${options.runId}`,
       dlqGroup: `vigil-dlq-${options.runId}`,
+      storeContext: options.storeContext,
+      contextGroup: `vigil-context-${options.runId}`,
       runId: options.runId,
       flushRows: options.flushRows,
       flushMs: options.flushMs,

@@ -18,6 +18,10 @@ export interface TxRisk {
   score: number;
   /** Strongest first. */
   reasons: Array<{ ruleId: string; detector: string; score: number; reason: string }>;
+  /** Ids of the findings this transaction (in this view) raised; absent when none (not stored: findings are). */
+  findings?: string[];
+  /** Version of the rules that judged it (when the rules come from a rules file). */
+  rulesVersion?: string;
 }
 
 export function noisyOr(scores: Iterable<number>): number {
@@ -41,4 +45,15 @@ export function combineRisk(tx: Transaction, view: string, signals: readonly Ris
     score: Math.round(noisyOr(reasons.map((r) => r.score)) * 1e6) / 1e6,
     reasons,
   };
+}
+
+/**
+ * One transaction's score over the records of its views, as ClickHouse's tx_scores computes it (noisy-OR
+ * of the views' scores, 6 decimals), with every view's reasons, strongest first.
+ */
+export function combineViews(records: ReadonlyArray<Pick<TxRisk, 'score' | 'reasons'>>): { score: number; reasons: TxRisk['reasons'] } {
+  const reasons = records
+    .flatMap((r) => r.reasons)
+    .sort((a, b) => b.score - a.score || (a.ruleId < b.ruleId ? -1 : a.ruleId > b.ruleId ? 1 : 0));
+  return { score: Math.round(noisyOr(records.map((r) => r.score)) * 1e6) / 1e6, reasons };
 }

@@ -31,6 +31,8 @@ import { StoreSide, subscribeAlerts } from './store-side.ts';
 export const GROUPS = {
   detect: 'vigil-detect',
   store: 'vigil-store',
+  /** Webhook notifications: shared by every API process, so each finding is notified once. */
+  notify: 'vigil-notify',
 } as const;
 
 /** The API's live-alert group: one per process, so every API process sees every finding. */

@@ -1,7 +1,9 @@
 /**
  * The store side of a pipeline: vigil.findings → FindingWriter → ClickHouse `findings` (and, in the same
  * handler, the alert hub when one is given), vigil.dlq → DeadLetterWriter → `dead_letters`, and
- * optionally vigil.runs → `runs` (run records `vigil replay` publishes over Kafka).
+ * optionally vigil.runs → `runs` (run records `vigil replay` publishes over Kafka), and — in a consumer group
+ * of its own, so detection and findings never wait for it — the trades, quotes (thinned) and transactions
+ * of the event topics → ContextWriter → `trades`, `quotes`, `transactions` (src/storage/context-writer.ts).
  *
  * Two modes:
  * - durable (Kafka, `vigil api`): a batch resolves only once its rows are stored, so the group's
@@ -17,6 +19,7 @@
 import type { AlertHub } from '../api/alert-hub.ts';
 import type { Finding } from '../core/events.ts';
 import { DeadLetterWriter, FindingWriter, RunWriter, TxRiskWriter, type SpillConfig } from '../storage/finding-writer.ts';
+import { ContextWriter } from '../storage/context-writer.ts';
 import type { RunRecord, Store } from '../storage/types.ts';
 import { TOPICS, type Batch, type DeliveredMessage, type Subscription, type Transport } from '../transport/types.ts';
 import type { DeadLetterMessage } from './ingest.ts';
@@ -38,6 +41,13 @@ export interface StoreSideOptions {
   dlqGroup?: string;
   /** Also consume vigil.runs into the runs table. */
   runs?: boolean;
+  /**
+   * Store the market and transaction context (trades, quotes thinned, transactions) off the event topics
+   * (default true; false for replay benchmarks: `vigil replay --no-context`).
+   */
+  storeContext?: boolean;
+  /** The group consuming the event topics for the context; default `<group>-context`. */
+  contextGroup?: string;
   /** Run id of dead letters without a `run` header. */
   runId: string;
   /** A batch resolves only once its rows are stored (Kafka). */
@@ -58,6 +68,7 @@ export class StoreSide {
   readonly deadLetterWriter?: DeadLetterWriter;
   readonly runWriter?: RunWriter;
   readonly txRiskWriter?: TxRiskWriter;
+  readonly contextWriter?: ContextWriter;
   /** Findings, dead letters and transaction risk scores handled (not necessarily stored yet). */
   findings = 0;
   deadLetters = 0;
@@ -83,6 +94,8 @@ export class StoreSide {
       }
       this.txRiskWriter = new TxRiskWriter(store, { ...batching, spill: options.spill });
       if (options.runs) this.runWriter = new RunWriter(store, { maxDelayMs: options.flushMs, log: options.log });
+      // Market data comes in far larger numbers than findings: bigger inserts.
+      if (options.storeContext !== false) this.contextWriter = new ContextWriter(store, { ...batching, maxRows: Math.max(10_000, options.flushRows ?? 0) });
     }
     this.giveUp = new Promise<never>((_, reject) => (this.triggerGiveUp = reject));
     this.giveUp.catch(() => undefined);
@@ -102,6 +115,11 @@ export class StoreSide {
     }
     if (!sameGroup) {
       this.subscriptions.push(await transport.subscribe<unknown>({ group: dlqGroup, topics: [TOPICS.dlq], eachBatch: (b) => this.handle(b) }));
+    }
+    if (this.contextWriter) {
+      const contextGroup = this.options.contextGroup ?? `${group}-context`;
+      const topics = [TOPICS.trade, TOPICS.quote, TOPICS.transaction];
+      this.subscriptions.push(await transport.subscribe<unknown>({ group: contextGroup, topics, eachBatch: (b) => this.onContext(b.messages) }));
     }
     return this;
   }
@@ -145,6 +163,26 @@ export class StoreSide {
     if (!writer.spills && writer.counters.pending > this.maxPending) return writer.flush();
   }
 
+  /**
+   * Durable (Kafka): the batch resolves once stored, like the findings. In-process: the context must not
+   * hold detection up while ClickHouse is slow or down. With a spill configured (`vigil run`, where nothing
+   * else waits either) messages are dropped, counted, while the bound's worth of rows waits for the store;
+   * without one (replays) the consumer waits, so a replay's context is complete.
+   */
+  private onContext(messages: DeliveredMessage<unknown>[]): Promise<void> | void {
+    const writer = this.contextWriter;
+    if (!writer) return;
+    const spill = this.options.spill;
+    if (!this.options.durable && spill && writer.counters.pending >= spill.maxBuffered) {
+      if (writer.taken.dropped === 0) this.options.log?.(`context writer: ${writer.counters.pending} rows wait for the store; dropping market and transaction context until it catches up`);
+      writer.noteDropped(messages.length);
+      return;
+    }
+    writer.take(messages, this.options.runId);
+    if (this.options.durable) return this.stored(writer.flush());
+    if (!spill && writer.counters.pending > 10 * this.maxPending) return writer.flush();
+  }
+
   private onRuns(runs: RunRecord[]): Promise<void> | void {
     const writer = this.runWriter;
     if (!writer) return;
@@ -159,7 +197,7 @@ export class StoreSide {
 
   /** Resolves when every row handed to the writers so far is stored. */
   async flush(): Promise<void> {
-    await Promise.all([this.findingWriter?.flush(), this.deadLetterWriter?.flush(), this.runWriter?.flush(), this.txRiskWriter?.flush()]);
+    await Promise.all([this.findingWriter?.flush(), this.deadLetterWriter?.flush(), this.runWriter?.flush(), this.txRiskWriter?.flush(), this.contextWriter?.flush()]);
   }
 
   /**
@@ -190,6 +228,7 @@ export class StoreSide {
       this.deadLetterWriter?.close(options),
       this.runWriter?.close(options),
       this.txRiskWriter?.close(options),
+      this.contextWriter?.close(options),
     ]);
     this.detachMetrics?.();
     this.detachMetrics = undefined;

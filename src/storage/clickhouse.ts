@@ -28,17 +28,21 @@ import {
   txRiskToRow,
   DEAD_LETTER_COLUMNS,
   FINDING_COLUMNS,
-  RUN_COLUMNS,
   deadLetterToRow,
   findingToRow,
   rowToDeadLetter,
   rowToFinding,
-  rowToRun,
   runToRow,
   type FindingReadRow,
+  LABEL_SCORE_COLUMNS,
+  labelScoreToRow,
+  rowToLabelScore,
 } from './rows.ts';
 import { singleReadStatement } from './sql-guard.ts';
-import { SQL_FORMATS, type DeadLetter, type DeadLetterQuery, type FindingPage, type FindingQuery, type RuleChange, type RunRecord, type SqlFormat, type Store } from './types.ts';
+import { ContextStore } from './context-query.ts';
+import type { ContextEvent, ContextWindowOptions, FindingContext, FindingStats, Instrument, PriceQuery, PriceSeries, RunQuery, StatsQuery } from './context-types.ts';
+import { WorkflowStore, type FindingActionRequest, type FindingRef, type NewSnooze, type SnoozeQuery } from './workflow.ts';
+import { SQL_FORMATS, type LabelScoreRecord, type DeadLetter, type DeadLetterQuery, type FindingPage, type FindingQuery, type RuleChange, type RunRecord, type SqlFormat, type Store } from './types.ts';
 
 export interface OpenStoreOptions {
   dataDir: string;
@@ -71,12 +75,16 @@ class ClickHouseStore implements Store {
   readonly kind: 'embedded' | 'server';
   private closed = false;
   private lastRunUpdate = 0;
+  private readonly context: ContextStore;
+  private readonly workflow: WorkflowStore;
 
   constructor(
     private readonly engine: Engine,
     private readonly db: Db,
   ) {
     this.kind = engine.kind;
+    this.context = new ContextStore(db);
+    this.workflow = new WorkflowStore(db);
   }
 
   async insertFindings(findings: readonly Finding[]): Promise<void> {
@@ -168,14 +176,45 @@ class ClickHouseStore implements Store {
     await this.db.insert('runs', [runToRow(run, this.lastRunUpdate)]);
   }
 
-  async listRuns(opts: { limit?: number } = {}): Promise<RunRecord[]> {
+  // Runs, market and transaction context, prices and stats: src/storage/context-query.ts.
+  async listRuns(opts: RunQuery = {}): Promise<RunRecord[]> {
     this.assertOpen();
-    const limit = boundedInt('limit', opts.limit ?? 100, 10_000);
-    const rows = await this.db.rows<Parameters<typeof rowToRun>[0]>(
-      `SELECT ${RUN_COLUMNS} FROM {db}.runs FINAL ORDER BY started_at DESC, run_id LIMIT {limit:UInt32}`,
-      { limit },
-    );
-    return rows.map(rowToRun);
+    return this.context.listRuns(opts);
+  }
+
+  async getRun(runId: string): Promise<RunRecord | undefined> {
+    this.assertOpen();
+    return this.context.getRun(runId);
+  }
+
+  async insertContext(events: readonly ContextEvent[]): Promise<void> {
+    this.assertOpen();
+    await this.context.insert(events);
+  }
+
+  async setContextTtl(days: number): Promise<void> {
+    this.assertOpen();
+    await this.context.setTtl(days);
+  }
+
+  async getFindingContext(finding: Finding, opts?: ContextWindowOptions): Promise<FindingContext> {
+    this.assertOpen();
+    return this.context.findingContext(finding, opts);
+  }
+
+  async listInstruments(opts: { runId: string; limit?: number }): Promise<Instrument[]> {
+    this.assertOpen();
+    return this.context.instruments(opts);
+  }
+
+  async priceBuckets(query: PriceQuery): Promise<PriceSeries> {
+    this.assertOpen();
+    return this.context.prices(query);
+  }
+
+  async findingStats(query: StatsQuery): Promise<FindingStats> {
+    this.assertOpen();
+    return this.context.stats(query);
   }
 
   async listDeadLetters(query: DeadLetterQuery = {}): Promise<DeadLetter[]> {
@@ -219,6 +258,52 @@ class ClickHouseStore implements Store {
     this.assertOpen();
     const rows = await this.db.rows<ApiKeyReadRow>(`SELECT ${API_KEY_COLUMNS} FROM {db}.api_keys FINAL WHERE key_hash = {keyHash:String} LIMIT 1`, { keyHash });
     return rows[0] && rowToApiKey(rows[0]);
+  }
+
+  // Workflow and snoozes: src/storage/workflow.ts.
+  async findingWorkflows(refs: readonly FindingRef[]) {
+    this.assertOpen();
+    return this.workflow.findingWorkflows(refs);
+  }
+
+  async recordFindingAction(req: FindingActionRequest) {
+    this.assertOpen();
+    return this.workflow.recordFindingAction(req);
+  }
+
+  async findingHistory(ref: FindingRef) {
+    this.assertOpen();
+    return this.workflow.findingHistory(ref);
+  }
+
+  async createSnooze(snooze: NewSnooze) {
+    this.assertOpen();
+    return this.workflow.createSnooze(snooze);
+  }
+
+  async listSnoozes(query?: SnoozeQuery) {
+    this.assertOpen();
+    return this.workflow.listSnoozes(query);
+  }
+
+  async cancelSnooze(id: string, actor: string, at?: number) {
+    this.assertOpen();
+    return this.workflow.cancelSnooze(id, actor, at);
+  }
+
+  async insertLabelScores(rows: readonly LabelScoreRecord[]): Promise<void> {
+    this.assertOpen();
+    await this.db.insert('label_scores', rows.map(labelScoreToRow));
+  }
+
+  async listLabelScores(runId: string): Promise<LabelScoreRecord[]> {
+    this.assertOpen();
+    const rows = await this.db.rows<Parameters<typeof rowToLabelScore>[0]>(
+      `SELECT ${LABEL_SCORE_COLUMNS} FROM {db}.label_scores FINAL WHERE run_id = {runId:String}
+       ORDER BY labels_file, labels_hash, detector = '*', detector`,
+      { runId },
+    );
+    return rows.map(rowToLabelScore);
   }
 
   async ping(): Promise<boolean> {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { SEVERITIES, severityRank } from '../core/events.ts';
 import { ERR, VigilError } from '../core/errors.ts';
 import type { FindingQuery } from './types.ts';
+import { UNASSIGNED, WORKFLOW_STATUSES, isWorkflowStatus } from './workflow.ts';
 
 export interface Cursor {
   /** Last row's event time, epoch ms. */
@@ -84,6 +85,24 @@ export function buildSearch(q: FindingQuery): BuiltSearch {
   if (q.runId !== undefined) {
     conds.push('run_id = {runId:String}');
     params.runId = q.runId;
+  }
+  // Workflow filters: a finding with no finding_workflow row is open and unassigned, so filters that
+  // admit that case exclude the findings whose current state does not match instead.
+  const workflowIn = (negate: boolean, cond: string) =>
+    `(run_id, id) ${negate ? 'NOT IN' : 'IN'} (SELECT run_id, finding_id FROM {db}.finding_workflow FINAL WHERE ${cond})`;
+  if (q.status !== undefined && q.status.length > 0) {
+    if (q.status.length > WORKFLOW_STATUSES.length || !q.status.every(isWorkflowStatus)) throw badQuery('status', WORKFLOW_STATUSES.join(', '), q.status);
+    params.status = [...q.status];
+    conds.push(q.status.includes('open') ? workflowIn(true, 'status NOT IN {status:Array(String)}') : workflowIn(false, 'status IN {status:Array(String)}'));
+  }
+  if (q.assignee !== undefined && q.assignee.length > 0) {
+    if (q.assignee.length > MAX_VALUES || !q.assignee.every((v) => typeof v === 'string')) throw badQuery('assignee', `up to ${MAX_VALUES} strings`, q.assignee);
+    params.assignee = q.assignee.filter((a) => a !== UNASSIGNED);
+    conds.push(
+      q.assignee.includes(UNASSIGNED)
+        ? workflowIn(true, 'assignee IS NOT NULL AND assignee NOT IN {assignee:Array(String)}')
+        : workflowIn(false, 'assignee IN {assignee:Array(String)}'),
+    );
   }
   const pageConds = [...conds];
   if (q.cursor !== undefined) {

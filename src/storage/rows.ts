@@ -7,7 +7,7 @@
 import { severityRank, type Evidence, type Finding, type Severity } from '../core/events.ts';
 import type { TxRisk } from '../pipeline/risk-score.ts';
 import type { ApiKeyInfo, NewApiKey, Role } from '../core/api-keys.ts';
-import type { DeadLetter, RuleChange, RunRecord, RunStatus } from './types.ts';
+import type { DeadLetter, LabelScoreRecord, RuleChange, RunRecord, RunStatus } from './types.ts';
 
 export interface FindingRow {
   id: string;
@@ -137,16 +137,32 @@ export function runToRow(run: RunRecord, updatedAt: number): Record<string, unkn
     status: run.status,
     inputs: run.inputs,
     summary: JSON.stringify(run.summary),
+    rules_version: run.rulesVersion ?? '',
+    options: JSON.stringify(run.options ?? {}),
+    events: run.events ?? 0,
+    findings: run.findings ?? 0,
+    duration_ms: Math.max(0, Math.round(run.durationMs ?? 0)),
     updated_at: updatedAt,
   };
 }
 
 export const RUN_COLUMNS = `run_id, toUnixTimestamp64Milli(started_at) AS started_at_ms,
-  if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at))) AS finished_at_ms, status, inputs, summary`;
+  if(isNull(finished_at), NULL, toUnixTimestamp64Milli(assumeNotNull(finished_at))) AS finished_at_ms, status, inputs, summary,
+  rules_version, options, events, findings, duration_ms`;
 
-export function rowToRun(r: { run_id: string; started_at_ms: number | string; finished_at_ms: number | string | null; status: string; inputs: string[]; summary: string }): RunRecord {
+export function rowToRun(r: {
+  run_id: string; started_at_ms: number | string; finished_at_ms: number | string | null; status: string; inputs: string[]; summary: string;
+  rules_version: string; options: string; events: number | string; findings: number | string; duration_ms: number | string;
+}): RunRecord {
   const run: RunRecord = { runId: r.run_id, startedAt: Number(r.started_at_ms), status: r.status as RunStatus, inputs: r.inputs, summary: JSON.parse(r.summary) as Record<string, unknown> };
   if (r.finished_at_ms !== null) run.finishedAt = Number(r.finished_at_ms);
+  // Columns of migration 8 (runs_detail); rows written before it read back with their defaults, left out.
+  if (r.rules_version !== '') run.rulesVersion = r.rules_version;
+  const options = JSON.parse(r.options) as Record<string, unknown>;
+  if (Object.keys(options).length > 0) run.options = options;
+  if (Number(r.events) > 0) run.events = Number(r.events);
+  if (Number(r.findings) > 0) run.findings = Number(r.findings);
+  if (Number(r.duration_ms) > 0) run.durationMs = Number(r.duration_ms);
   return run;
 }
 
@@ -180,6 +196,61 @@ export function rowToApiKey(r: ApiKeyReadRow): ApiKeyInfo {
   const k: ApiKeyInfo = { id: r.id, name: r.name, role: r.role as Role, hint: r.hint, createdAt: Number(r.created_at_ms) };
   if (r.revoked_at_ms !== null) k.revokedAt = Number(r.revoked_at_ms);
   return k;
+}
+
+export function labelScoreToRow(r: LabelScoreRecord): Record<string, unknown> {
+  return {
+    run_id: r.runId,
+    detector: r.detector,
+    findings: r.findings,
+    tp: r.tp,
+    fp: r.fp,
+    labels: r.labels,
+    detected: r.detected,
+    fn: r.fn,
+    precision: r.precision,
+    recall: r.recall,
+    f1: r.f1,
+    delay_mean_ms: r.delayMeanMs,
+    delay_p50_ms: r.delayP50Ms,
+    delay_max_ms: r.delayMaxMs,
+    grace_ms: Math.round(r.graceMs),
+    labels_file: r.labelsFile,
+    labels_hash: r.labelsHash,
+    scored_at: ms(r.scoredAt),
+  };
+}
+
+export const LABEL_SCORE_COLUMNS = `run_id, detector, findings, tp, fp, labels, detected, fn, precision, recall, f1,
+  delay_mean_ms, delay_p50_ms, delay_max_ms, grace_ms, labels_file, labels_hash, toUnixTimestamp64Milli(scored_at) AS scored_at_ms`;
+
+type Num = number | string;
+export function rowToLabelScore(r: {
+  run_id: string; detector: string; findings: Num; tp: Num; fp: Num; labels: Num; detected: Num; fn: Num;
+  precision: Num | null; recall: Num | null; f1: Num | null; delay_mean_ms: Num | null; delay_p50_ms: Num | null; delay_max_ms: Num | null;
+  grace_ms: Num; labels_file: string; labels_hash: string; scored_at_ms: Num;
+}): LabelScoreRecord {
+  const orNull = (v: Num | null) => (v === null ? null : Number(v));
+  return {
+    runId: r.run_id,
+    detector: r.detector,
+    findings: Number(r.findings),
+    tp: Number(r.tp),
+    fp: Number(r.fp),
+    labels: Number(r.labels),
+    detected: Number(r.detected),
+    fn: Number(r.fn),
+    precision: orNull(r.precision),
+    recall: orNull(r.recall),
+    f1: orNull(r.f1),
+    delayMeanMs: orNull(r.delay_mean_ms),
+    delayP50Ms: orNull(r.delay_p50_ms),
+    delayMaxMs: orNull(r.delay_max_ms),
+    graceMs: Number(r.grace_ms),
+    labelsFile: r.labels_file,
+    labelsHash: r.labels_hash,
+    scoredAt: Number(r.scored_at_ms),
+  };
 }
 
 /** DateTime64(3) from JSON takes integer milliseconds only (a fraction fails the insert — measured). */

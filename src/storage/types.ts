@@ -6,6 +6,8 @@ import type { Finding, Severity } from '../core/events.ts';
 import type { RuleChange } from '../detectors/rules.ts';
 import type { TxRisk } from '../pipeline/risk-score.ts';
 import type { ApiKeyInfo, NewApiKey } from '../core/api-keys.ts';
+import type { ContextEvent, ContextWindowOptions, FindingContext, FindingStats, Instrument, PriceQuery, PriceSeries, RunQuery, StatsQuery } from './context-types.ts';
+import type { FindingAction, FindingActionRequest, FindingActionResult, FindingRef, FindingWorkflow, NewSnooze, Snooze, SnoozeQuery, WorkflowStatus } from './workflow.ts';
 
 export type { RuleChange };
 
@@ -25,6 +27,10 @@ export interface FindingQuery {
   cursor?: string;
   /** Newest first (default) or oldest first. */
   order?: 'desc' | 'asc';
+  /** Workflow status (a finding never touched is 'open'). */
+  status?: WorkflowStatus[];
+  /** Assignee names; 'none' (UNASSIGNED) selects findings assigned to nobody. */
+  assignee?: string[];
 }
 
 export interface FindingPage {
@@ -63,8 +69,21 @@ export interface Store {
   sql(query: string, format: SqlFormat, limits?: { maxRows?: number; maxSeconds?: number }): Promise<string>;
   /** Inserts or replaces a run by run id (the latest write wins). */
   upsertRun(run: RunRecord): Promise<void>;
-  /** Newest first (by start time); limit 1..10000, default 100. */
-  listRuns(opts?: { limit?: number }): Promise<RunRecord[]>;
+  /** Newest first (by start time); limit 1..10000, default 100; optionally only runs in the given statuses. */
+  listRuns(opts?: RunQuery): Promise<RunRecord[]>;
+  getRun(runId: string): Promise<RunRecord | undefined>;
+  /** Market and transaction context (src/storage/context-query.ts): trades, quotes, transactions of a run. */
+  insertContext(events: readonly ContextEvent[]): Promise<void>;
+  /** Days the context tables keep a row after storing it (VIGIL_CONTEXT_TTL_DAYS; 0: for good). */
+  setContextTtl(days: number): Promise<void>;
+  /** The finding's instrument's trades and quotes, or its account's transactions, around its window. */
+  getFindingContext(finding: Finding, opts?: ContextWindowOptions): Promise<FindingContext>;
+  /** Instruments with stored trades in a run, most trades first. */
+  listInstruments(opts: { runId: string; limit?: number }): Promise<Instrument[]>;
+  /** OHLC buckets of one instrument from its stored trades (mid quotes when none). */
+  priceBuckets(query: PriceQuery): Promise<PriceSeries>;
+  /** Findings counted per time bucket and key. */
+  findingStats(query: StatsQuery): Promise<FindingStats>;
   /** Dead letters oldest first, raw bytes exactly as inserted. */
   listDeadLetters(query?: DeadLetterQuery): Promise<DeadLetter[]>;
   /** Stores a new API key (its hash, never the key). */
@@ -75,6 +94,21 @@ export interface Store {
   revokeApiKey(id: string, at?: number): Promise<ApiKeyInfo | undefined>;
   /** The key with this SHA-256 (hex), revoked or not. */
   findApiKeyByHash(keyHash: string): Promise<ApiKeyInfo | undefined>;
+  /** Workflow (src/storage/workflow.ts): current state of findings, keyed by workflowKey(runId, id); untouched findings are absent. */
+  findingWorkflows(refs: readonly FindingRef[]): Promise<Map<string, FindingWorkflow>>;
+  /** Checks (409 VIGIL_ERR_CONFLICT on an illegal transition) and records a status change, assignment or note. */
+  recordFindingAction(req: FindingActionRequest): Promise<FindingActionResult>;
+  /** A finding's actions, oldest first. */
+  findingHistory(ref: FindingRef): Promise<FindingAction[]>;
+  createSnooze(snooze: NewSnooze): Promise<Snooze>;
+  /** Newest first. */
+  listSnoozes(query?: SnoozeQuery): Promise<Snooze[]>;
+  /** Cancels a snooze (idempotent); undefined when no snooze has that id. */
+  cancelSnooze(id: string, actor: string, at?: number): Promise<Snooze | undefined>;
+  /** Label scores of a replay (src/replay/labels.ts); rows of the same run, labels file and detector replace earlier ones. */
+  insertLabelScores(rows: readonly LabelScoreRecord[]): Promise<void>;
+  /** A run's label scores, by labels file and detector ('*' last). */
+  listLabelScores(runId: string): Promise<LabelScoreRecord[]>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -92,6 +126,15 @@ export interface RunRecord {
   inputs: string[];
   /** Free-form counters and notes (stored as JSON). */
   summary: Record<string, unknown>;
+  /** Version of the rules the run detected with (rules.ts rulesVersion), when known. */
+  rulesVersion?: string;
+  /** How the run was asked for (replay: speed, time range, rules file, mappings), stored as JSON. */
+  options?: Record<string, unknown>;
+  /** Canonical events processed and findings emitted, so far or in all. */
+  events?: number;
+  findings?: number;
+  /** Wall-clock duration, once finished. */
+  durationMs?: number;
 }
 
 export interface DeadLetterQuery {
@@ -99,4 +142,26 @@ export interface DeadLetterQuery {
   source?: string;
   /** 1..10000, default 1000. Oldest first. */
   limit?: number;
+}
+
+/** One row of `label_scores`: how a run's findings of one detector (or all, `*`) scored against a labels file. */
+export interface LabelScoreRecord {
+  runId: string;
+  detector: string;
+  findings: number;
+  tp: number;
+  fp: number;
+  labels: number;
+  detected: number;
+  fn: number;
+  precision: number | null;
+  recall: number | null;
+  f1: number | null;
+  delayMeanMs: number | null;
+  delayP50Ms: number | null;
+  delayMaxMs: number | null;
+  graceMs: number;
+  labelsFile: string;
+  labelsHash: string;
+  scoredAt: number;
 }

@@ -1,0 +1,96 @@
+/**
+ * Stores the market and transaction context of findings: trades, quotes and transactions off the event
+ * topics, batched into ClickHouse (`trades`, `quotes`, `transactions`, migration 7) on the shared
+ * BatchWriter, in a consumer group of its own so detection never waits for it (src/pipeline/store-side.ts).
+ *
+ * What is kept:
+ * - every trade and every transaction, once: copies of a transaction sent for a view (`view` header,
+ *   keyed by counterparty or merchant) and status markers copied into the data topics (`status-copy`
+ *   header) are skipped, as are labels (they share the transactions' topic);
+ * - quotes thinned, deterministically: a quote is kept when its event time falls in a later 100 ms
+ *   bucket (floor(ts / 100)) than the last quote kept for its run, venue and symbol — the first quote of
+ *   each bucket, in the order the transport delivers one instrument's quotes (its order on the feed).
+ *   A quote older than the last kept bucket is dropped. Book updates are not stored: the top of book is in
+ *   the quotes (derived from the rebuilt book for venues without a ticker stream).
+ * The thinning state is one number per (run, venue, symbol); past MAX_THINNING_KEYS it starts over
+ * (which can keep one extra quote per key in the bucket where that happens).
+ */
+import type { Quote, Trade, Transaction } from '../core/events.ts';
+import { STATUS_COPY_HEADER, VIEW_HEADER, type DeliveredMessage } from '../transport/types.ts';
+import { BatchWriter, type BatchWriterOptions } from './batch-writer.ts';
+import type { ContextEvent } from './context-types.ts';
+import type { Store } from './types.ts';
+
+/** Quotes kept: at most one per venue and symbol per this many ms of event time. */
+export const QUOTE_THINNING_MS = 100;
+const MAX_THINNING_KEYS = 100_000;
+
+export interface ContextCounters {
+  trades: number;
+  quotes: number;
+  transactions: number;
+  /** Quotes left out by the thinning rule. */
+  quotesThinned: number;
+  /** View and status-marker copies, labels and anything else not stored. */
+  skipped: number;
+  /** Messages not looked at because too many rows were waiting for the store (see StoreSide). */
+  dropped: number;
+}
+
+export class ContextWriter extends BatchWriter<ContextEvent> {
+  readonly taken: ContextCounters = { trades: 0, quotes: 0, transactions: 0, quotesThinned: 0, skipped: 0, dropped: 0 };
+  /** run \u0000 venue \u0000 symbol → the 100 ms bucket of the last quote kept. */
+  private readonly lastQuoteBucket = new Map<string, number>();
+
+  constructor(store: Pick<Store, 'insertContext'>, options?: BatchWriterOptions) {
+    super('context writer', (rows) => store.insertContext(rows), options);
+  }
+
+  /** Picks what to store from a batch of event-topic messages and writes it; returns how many rows it wrote. */
+  take(messages: readonly DeliveredMessage<unknown>[], defaultRunId: string): number {
+    const rows: ContextEvent[] = [];
+    for (const m of messages) {
+      const headers = m.headers;
+      if (headers !== undefined && (headers[VIEW_HEADER] !== undefined || headers[STATUS_COPY_HEADER] !== undefined)) {
+        this.taken.skipped++;
+        continue;
+      }
+      const event = m.value as Trade | Quote | Transaction | { kind: string };
+      const runId = headers?.run || defaultRunId;
+      switch (event.kind) {
+        case 'trade':
+          this.taken.trades++;
+          rows.push({ runId, event: event as Trade });
+          break;
+        case 'transaction':
+          this.taken.transactions++;
+          rows.push({ runId, event: event as Transaction });
+          break;
+        case 'quote': {
+          const q = event as Quote;
+          const key = `${runId}\u0000${q.venue}\u0000${q.symbol}`;
+          const bucket = Math.floor(q.ts / QUOTE_THINNING_MS);
+          const last = this.lastQuoteBucket.get(key);
+          if (last !== undefined && bucket <= last) {
+            this.taken.quotesThinned++;
+            break;
+          }
+          if (last === undefined && this.lastQuoteBucket.size >= MAX_THINNING_KEYS) this.lastQuoteBucket.clear();
+          this.lastQuoteBucket.set(key, bucket);
+          this.taken.quotes++;
+          rows.push({ runId, event: q });
+          break;
+        }
+        default:
+          this.taken.skipped++;
+      }
+    }
+    if (rows.length > 0) this.write(rows);
+    return rows.length;
+  }
+
+  /** Counts messages left out because the store was too far behind (the caller decided to drop them). */
+  noteDropped(n: number): void {
+    this.taken.dropped += n;
+  }
+}
