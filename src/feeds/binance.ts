@@ -382,8 +382,9 @@ export class BinanceNormalizer implements Normalizer {
       seq: int(p.u, ctx, 'update id (u)'),
     };
     out.push(q);
-    const native = typeof p.s === 'string' ? p.s.toUpperCase() : streamSymbol(stream)!;
-    this.onTicker(this.state(q.symbol, native), { u: q.seq!, b: q.bidPx, B: q.bidQty, a: q.askPx, A: q.askQty });
+    // The native symbol only matters for a new symbol's state: not worth a new string per quote.
+    const st = this.symbols.get(q.symbol) ?? this.state(q.symbol, typeof p.s === 'string' ? p.s.toUpperCase() : streamSymbol(stream)!);
+    this.onTicker(st, { u: q.seq!, b: q.bidPx, B: q.bidQty, a: q.askPx, A: q.askQty });
     return undefined;
   }
 
@@ -511,9 +512,11 @@ export class BinanceNormalizer implements Normalizer {
     book.seq = d.seq;
     st.lastU = d.seq;
     out.push(d);
-    const bid = book.bids.best;
-    const ask = book.asks.best;
-    const top: TopAt = { u: d.seq, bidPx: bid?.price ?? 0, bidQty: bid?.qty ?? 0, askPx: ask?.price ?? 0, askQty: ask?.qty ?? 0 };
+    const bids = book.bids;
+    const asks = book.asks;
+    const hasBid = bids.length > 0;
+    const hasAsk = asks.length > 0;
+    const top: TopAt = { u: d.seq, bidPx: hasBid ? bids.bestPrice : 0, bidQty: hasBid ? bids.bestQty : 0, askPx: hasAsk ? asks.bestPrice : 0, askQty: hasAsk ? asks.bestQty : 0 };
     const last = st.tickers[st.tickers.length - 1];
     if (last !== undefined && last.u > d.seq) this.compare(st, top);
     else st.pending.push(top);

@@ -928,9 +928,9 @@ function rebuild(book: OrderBook, bids: readonly Level[], asks: readonly Level[]
 
 function levelQty(book: OrderBook, bid: boolean, px: number): number {
   if (!book.synced || px <= 0) return 0;
-  const lv = (bid ? book.bids : book.asks).levels;
+  const side = bid ? book.bids : book.asks;
   // Top of book first: the ticker's best price is almost always the first level.
-  for (let i = 0; i < lv.length && i < 16; i++) if (lv[i]!.price === px) return lv[i]!.qty;
+  for (let i = 0; i < side.length && i < 16; i++) if (side.priceAt(i) === px) return side.qtyAt(i);
   return 0;
 }
 

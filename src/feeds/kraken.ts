@@ -210,12 +210,11 @@ export interface PairPrecision {
  */
 export function krakenChecksumText(book: OrderBook, precision: Partial<PairPrecision> = {}): string | undefined {
   let s = '';
-  for (const side of [book.asks.levels, book.bids.levels]) {
+  for (const side of [book.asks, book.bids]) {
     const n = Math.min(KRAKEN_CHECKSUM_LEVELS, side.length);
     for (let i = 0; i < n; i++) {
-      const l = side[i]!;
-      const p = checksumDigits(l.priceText, l.price, precision.price);
-      const q = checksumDigits(l.qtyText, l.qty, precision.qty);
+      const p = checksumDigits(side.priceTextAt(i), side.priceAt(i), precision.price);
+      const q = checksumDigits(side.qtyTextAt(i), side.qtyAt(i), precision.qty);
       if (p === undefined || q === undefined) return undefined;
       s += p + q;
     }
@@ -826,8 +825,7 @@ export class KrakenNormalizer implements Normalizer {
       [book.bids, changedBids],
       [book.asks, changedAsks],
     ] as const) {
-      const lv = side.levels;
-      for (let i = depth; i < lv.length; i++) changed.push([lv[i]!.price, 0]);
+      for (let i = depth; i < side.length; i++) changed.push([side.priceAt(i), 0]);
       side.truncate(depth);
     }
     s.bookMsgs++;

@@ -48,6 +48,31 @@ export function describePlain(v: unknown): string {
   return s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }
 
+const POW10: readonly number[] = Array.from({ length: 16 }, (_, k) => 10 ** k);
+
+/**
+ * Numeric text → number, exactly as `+s`: plain decimals of at most 15 digits (`"58000.01000000"`, every
+ * price and size venues send as text) by the exact fast path — the digits as an integer below 2^53
+ * divided by a power of ten up to 10^15, both exact doubles, so the one correctly rounded division gives
+ * the double nearest the text, as `+s` does — anything else by `+s`. About twice as fast as `+s`, which
+ * goes to the runtime for every decimal.
+ */
+export function decimalText(s: string): number {
+  const n = s.length;
+  if (n > 16) return +s;
+  let m = 0;
+  let dot = -1;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) m = m * 10 + (c - 48);
+    else if (c === 46 && dot < 0) dot = i;
+    else return +s;
+  }
+  const digits = dot < 0 ? n : n - 1;
+  if (digits === 0 || digits > 15) return +s;
+  return dot < 0 ? m : m / (POW10[n - 1 - dot] as number);
+}
+
 /** The checks of numeric and id fields, as one venue's conventions want them. */
 export interface FieldChecks {
   /** A JSON number, or numeric text read with `+`; NaN for anything else. */
@@ -78,7 +103,7 @@ export function fieldChecks(options: FieldCheckOptions = {}): FieldChecks {
   const intText = options.intText === true;
   function toNumber(v: unknown): number {
     if (typeof v === 'number') return v;
-    if (typeof v === 'string' && v.length > 0 && v.length <= maxText) return +v;
+    if (typeof v === 'string' && v.length > 0 && v.length <= maxText) return decimalText(v);
     return NaN;
   }
   return {
@@ -239,7 +264,9 @@ export function applySide(book: OrderBook, side: 'bids' | 'asks', parsed: Parsed
 
 /** The [price, qty] pairs of one side of a book, best first (a snapshot event's levels). */
 export function levelPairs(side: OrderBook['bids']): Pair[] {
-  return side.levels.map((l): Pair => [l.price, l.qty]);
+  const pairs = new Array<Pair>(side.length);
+  for (let i = 0; i < pairs.length; i++) pairs[i] = [side.priceAt(i), side.qtyAt(i)];
+  return pairs;
 }
 
 /** Parses a STATUS_CHANNEL frame's data. */

@@ -112,15 +112,15 @@ export function okxInstId(input: string): string {
  * strings as sent; where one side has fewer levels the other continues alone. A signed 32-bit integer.
  */
 export function okxChecksum(book: OrderBook, depth: number = OKX_CHECKSUM_DEPTH): number {
-  const bids = book.bids.levels;
-  const asks = book.asks.levels;
+  const bids = book.bids;
+  const asks = book.asks;
   const parts: string[] = [];
   for (let i = 0; i < depth; i++) {
-    const b = bids[i];
-    const a = asks[i];
-    if (b === undefined && a === undefined) break;
-    if (b !== undefined) parts.push(b.priceText ?? String(b.price), b.qtyText ?? String(b.qty));
-    if (a !== undefined) parts.push(a.priceText ?? String(a.price), a.qtyText ?? String(a.qty));
+    const b = i < bids.length;
+    const a = i < asks.length;
+    if (!b && !a) break;
+    if (b) parts.push(bids.priceTextAt(i) ?? String(bids.priceAt(i)), bids.qtyTextAt(i) ?? String(bids.qtyAt(i)));
+    if (a) parts.push(asks.priceTextAt(i) ?? String(asks.priceAt(i)), asks.qtyTextAt(i) ?? String(asks.qtyAt(i)));
   }
   return crc32(parts.join(':')) | 0;
 }

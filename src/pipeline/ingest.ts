@@ -73,6 +73,14 @@ export class Ingestor {
   readonly rejectSamples: RejectSample[] = [];
   /** Added to every event's ts and recvTs (the demo loop replays a sample as if it happened now). */
   timeShiftMs = 0;
+  /**
+   * The message key of the last market event, by its venue and symbol: normalizers hand out the same
+   * string objects event after event, so this saves building (and hashing, downstream) a new key string
+   * per event.
+   */
+  private keyVenue: string | undefined;
+  private keySymbol: string | undefined;
+  private key = '';
 
   constructor(
     private readonly transport: Transport,
@@ -128,8 +136,11 @@ export class Ingestor {
     return out;
   }
 
-  /** Normalizes one frame; sends when the buffer is full. */
-  async push(frame: RawFrame): Promise<void> {
+  /**
+   * Normalizes one frame; sends when the buffer is full. Returns a promise only when it sends (await it
+   * then); most frames only fill the buffer, and a replay at max speed saves a promise per frame.
+   */
+  push(frame: RawFrame): Promise<void> | undefined {
     this.counters.frames++;
     const normalizer = this.normalizerFor(frame.source);
     if (!normalizer) {
@@ -148,19 +159,22 @@ export class Ingestor {
     }
     if (out.length > 0) {
       const bySource = this.sourceCounts(frame.source);
-      for (const ev of out) {
+      for (let i = 0; i < out.length; i++) {
+        const ev = out[i] as CanonicalEvent;
         bySource[ev.kind]++;
         this.enqueue(ev);
       }
     }
-    if (this.pendingCount >= this.batchSize || this.deadLetters.length > 0) await this.flush();
+    if (this.pendingCount >= this.batchSize || this.deadLetters.length > 0) return this.flush();
+    return undefined;
   }
 
-  /** Adds an already canonical event (JSON-lines input of canonical events). */
-  async pushEvent(ev: CanonicalEvent): Promise<void> {
+  /** Adds an already canonical event (JSON-lines input of canonical events); a promise only when it sends, as push. */
+  pushEvent(ev: CanonicalEvent): Promise<void> | undefined {
     this.sourceCounts('venue' in ev ? ev.venue : ev.source)[ev.kind]++;
     this.enqueue(ev);
-    if (this.pendingCount >= this.batchSize) await this.flush();
+    if (this.pendingCount >= this.batchSize) return this.flush();
+    return undefined;
   }
 
   /** Records a line or frame that could not be read at all. */
@@ -181,7 +195,7 @@ export class Ingestor {
       if (ev.recvTs !== undefined) ev.recvTs += shift;
     }
     this.counters.events[ev.kind]++;
-    const key = eventKey(ev);
+    const key = this.keyOf(ev);
     const partitionKey = eventPartitionKey(ev);
     const message: OutgoingMessage<CanonicalEvent> = partitionKey === undefined ? { key, value: ev } : { key, partitionKey, value: ev };
     this.queue(TOPICS[ev.kind], message);
@@ -194,6 +208,17 @@ export class Ingestor {
       // disconnect in order with that stream (topics are not ordered with each other).
       for (const topic of STATUS_COPY_TOPICS) this.queue(topic, { ...message, headers: { [STATUS_COPY_HEADER]: '1' } });
     }
+  }
+
+  /** eventKey(ev), reusing the last market key while venue and symbol stay the same strings. */
+  private keyOf(ev: CanonicalEvent): string {
+    if (ev.kind === 'transaction' || ev.kind === 'label' || ev.kind === 'metric') return eventKey(ev);
+    if (ev.venue !== this.keyVenue || ev.symbol !== this.keySymbol) {
+      this.keyVenue = ev.venue;
+      this.keySymbol = ev.symbol;
+      this.key = eventKey(ev);
+    }
+    return this.key;
   }
 
   private queue(topic: string, message: OutgoingMessage<CanonicalEvent>): void {

@@ -45,8 +45,9 @@ class PartitionQueue {
     return this.items.length - this.head;
   }
 
-  push(key: string, value: unknown, headers?: Record<string, string>): void {
-    this.items.push(headers ? { key, value, headers, offset: this.nextOffset++ } : { key, value, offset: this.nextOffset++ });
+  push(key: string, value: unknown, headers: Record<string, string> | undefined): void {
+    // One object shape for every message (headers undefined when none), so consumers' reads stay monomorphic.
+    this.items.push({ key, value, headers, offset: this.nextOffset++ });
     const wake = this.wakeConsumer;
     if (wake) {
       this.wakeConsumer = undefined;
@@ -114,6 +115,9 @@ export class MemoryTransport implements Transport {
   private closed = false;
   private counters = { sent: 0, delivered: 0, unrouted: 0, waits: 0 };
   private failure: unknown;
+  /** The last routing key and its partition: a stream of one instrument repeats the same key string. */
+  private lastRoutingKey: string | undefined;
+  private lastPartition = 0;
 
   constructor(options: MemoryTransportOptions = {}) {
     this.partitions = options.partitions ?? 4;
@@ -125,24 +129,38 @@ export class MemoryTransport implements Transport {
     if (this.closed) throw new VigilError(ERR.TRANSPORT_CLOSED, 'transport is closed');
     if (this.failure) throw this.failure;
     this.counters.sent += messages.length;
-    let routed = false;
-    let full: PartitionQueue[] | undefined;
+    let routes: PartitionQueue[][] | undefined;
     for (const group of this.groups.values()) {
       const queues = group.queues.get(topic);
-      if (!queues) continue;
-      routed = true;
-      for (const m of messages) {
-        const q = queues[partitionFor(m.partitionKey ?? m.key, this.partitions)]!;
+      if (queues) (routes ??= []).push(queues);
+    }
+    if (routes === undefined) {
+      this.counters.unrouted += messages.length;
+      return;
+    }
+    let full: PartitionQueue[] | undefined;
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as OutgoingMessage<T>;
+      const p = this.partitionOf(m.partitionKey ?? m.key);
+      for (let g = 0; g < routes.length; g++) {
+        const q = (routes[g] as PartitionQueue[])[p] as PartitionQueue;
         q.push(m.key, m.value, m.headers);
-        if (q.length >= q.capacity) (full ??= []).push(q);
+        if (q.length >= q.capacity && full?.[full.length - 1] !== q) (full ??= []).push(q);
       }
     }
-    if (!routed) this.counters.unrouted += messages.length;
     if (full) {
       this.counters.waits++;
       for (const q of full) await q.waitForSpace();
       if (this.failure) throw this.failure;
     }
+  }
+
+  private partitionOf(routingKey: string): number {
+    if (routingKey !== this.lastRoutingKey) {
+      this.lastRoutingKey = routingKey;
+      this.lastPartition = partitionFor(routingKey, this.partitions);
+    }
+    return this.lastPartition;
   }
 
   async subscribe<T>(options: SubscribeOptions<T>): Promise<Subscription> {

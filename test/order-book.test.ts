@@ -1,0 +1,121 @@
+/**
+ * The order book's sides (sorted Float64Array storage, best last) against a plain model: a map of
+ * price → level, sorted on read. Random sets, removals, texts and truncations, both sides; after every
+ * step the book's levels, accessors and top must equal the model's. Also decimalText, the normalizers'
+ * reading of numeric text, against `+s`.
+ */
+import { describe, expect, it } from 'vitest';
+import { OrderBook, type Level } from '../src/feeds/book/order-book.ts';
+import { decimalText } from '../src/feeds/normalize-util.ts';
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** What a side must hold: levels by price, with the text rules of the original level objects. */
+class ModelSide {
+  readonly levels = new Map<number, Level>();
+  constructor(private readonly descending: boolean) {}
+
+  set(price: number, qty: number, priceText?: string, qtyText?: string): boolean {
+    const l = this.levels.get(price);
+    if (qty === 0) return this.levels.delete(price);
+    if (l) {
+      l.qty = qty;
+      l.qtyText = qtyText;
+      l.priceText = priceText ?? l.priceText;
+    } else this.levels.set(price, { price, qty, priceText, qtyText });
+    return true;
+  }
+
+  sorted(): Level[] {
+    return [...this.levels.values()].sort((a, b) => (this.descending ? b.price - a.price : a.price - b.price)).map((l) => ({ ...l }));
+  }
+
+  truncate(depth: number): void {
+    for (const l of this.sorted().slice(depth)) this.levels.delete(l.price);
+  }
+}
+
+describe('OrderBook', () => {
+  it('keeps each side sorted best first, with texts, through random sets, removals and truncations', () => {
+    const rng = mulberry32(7);
+    const book = new OrderBook();
+    const model = { bids: new ModelSide(true), asks: new ModelSide(false) };
+    let removedMissing = 0;
+    for (let step = 0; step < 20_000; step++) {
+      const side = rng() < 0.5 ? 'bids' : 'asks';
+      const u = rng();
+      if (u < 0.002) {
+        const depth = Math.floor(rng() * 40);
+        book[side].truncate(depth);
+        model[side].truncate(depth);
+      } else if (u < 0.003) {
+        book.clear();
+        model.bids.levels.clear();
+        model.asks.levels.clear();
+      } else {
+        // Prices clustered near a top (most changes of a real book), on a 0.5 grid.
+        const price = Math.round((side === 'bids' ? 1000 - 60 * rng() ** 3 : 1000.5 + 60 * rng() ** 3) * 2) / 2;
+        const qty = rng() < 0.35 ? 0 : Math.round(rng() * 1000) / 100;
+        const withText = rng() < 0.3;
+        const priceText = withText && rng() < 0.7 ? price.toFixed(2) : undefined;
+        const qtyText = withText ? qty.toFixed(3) : undefined;
+        const a = book[side].set(price, qty, priceText, qtyText);
+        const b = model[side].set(price, qty, priceText, qtyText);
+        expect(a).toBe(b);
+        if (!a) removedMissing++;
+      }
+      if (step % 97 === 0 || step === 19_999) {
+        for (const s of ['bids', 'asks'] as const) {
+          const want = model[s].sorted();
+          const got = book[s];
+          expect(got.levels).toEqual(want);
+          expect(got.length).toBe(want.length);
+          for (let i = 0; i < want.length; i++) {
+            expect(got.priceAt(i)).toBe(want[i]!.price);
+            expect(got.qtyAt(i)).toBe(want[i]!.qty);
+            expect(got.priceTextAt(i)).toBe(want[i]!.priceText);
+            expect(got.qtyTextAt(i)).toBe(want[i]!.qtyText);
+          }
+          expect(got.best).toEqual(want[0]);
+          expect(got.length > 0 ? got.bestPrice : undefined).toBe(want[0]?.price);
+        }
+        expect(book.top(5)).toEqual({ bids: model.bids.sorted().slice(0, 5), asks: model.asks.sorted().slice(0, 5) });
+        const [b, a] = [model.bids.sorted()[0], model.asks.sorted()[0]];
+        expect(book.crossed).toBe(b !== undefined && a !== undefined && b.price >= a.price);
+      }
+    }
+    expect(removedMissing).toBeGreaterThan(0); // the walk did remove levels that were not there
+  });
+
+  it('grows past its initial capacity and reads the same levels back', () => {
+    const book = new OrderBook();
+    for (let i = 0; i < 5_000; i++) book.asks.set(100 + (i * 7919) % 5_000, i + 1);
+    expect(book.asks.length).toBe(5_000);
+    const prices = book.asks.levels.map((l) => l.price);
+    expect(prices).toEqual([...prices].sort((x, y) => x - y));
+    expect(book.asks.bestPrice).toBe(100);
+  });
+});
+
+describe('decimalText', () => {
+  it('reads numeric text exactly as +s does', () => {
+    const edge = ['', '.', '1.', '.5', '-1', '+1', '1e5', ' 1', '1 ', '0x10', '00', '007', '0.00000000', '58000.01000000', '123456789012345', '1234567890123456',
+      '999999999999999.9', '0.1', '0.3', '9007199254740993', '99999.99999999', 'Infinity', 'NaN', '1..2', '1.2.3', '١'];
+    for (const s of edge) expect(Object.is(decimalText(s), +s), JSON.stringify(s)).toBe(true);
+    const rng = mulberry32(3);
+    const digits = (n: number) => Array.from({ length: n }, () => Math.floor(rng() * 10)).join('');
+    for (let i = 0; i < 200_000; i++) {
+      const s = rng() < 0.5 ? `${digits(1 + Math.floor(rng() * 9))}.${digits(Math.floor(rng() * 10))}` : digits(1 + Math.floor(rng() * 17));
+      if (!Object.is(decimalText(s), +s)) expect.fail(`${JSON.stringify(s)}: ${decimalText(s)} != ${+s}`);
+    }
+  });
+});
