@@ -7,6 +7,7 @@ const USAGE = `usage: vigil <command> [options]
 commands:
   run       everything in one process: feeds (or the demo replay), detectors, store, API
   replay    replay recorded files through the pipeline
+  backtest  run a grid of rule parameters over recorded files (findings/h, precision/recall with labels)
   sql       read-only analyst SQL on the findings store
   keys      API keys: create, list, revoke
   record    record live feeds to gzip files for replay
@@ -21,6 +22,7 @@ distributed roles (KAFKA_BROKERS; detector state in Redis with REDIS_URL):
 const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>>> = {
   run: async () => (await import('./cli/run.ts')).runCommand,
   replay: async () => (await import('./cli/replay.ts')).replayCommand,
+  backtest: async () => (await import('./cli/backtest.ts')).backtestCommand,
   sql: async () => (await import('./cli/sql.ts')).sqlCommand,
   keys: async () => (await import('./cli/keys.ts')).keysCommand,
   record: async () => (await import('./cli/record.ts')).recordCommand,

@@ -3,7 +3,6 @@ import { statSync } from 'node:fs';
 import { loadConfig, type Config } from '../core/config.ts';
 import type { Finding } from '../core/events.ts';
 import { ERR, VigilError } from '../core/errors.ts';
-import { buildDetectors } from '../detectors/configure.ts';
 import type { DetectorInstance } from '../detectors/types.ts';
 import { Pipeline } from '../pipeline/pipeline.ts';
 import { detectorTopics } from '../pipeline/detect.ts';
@@ -12,14 +11,16 @@ import type { KafkaGroups, OffsetTargets } from '../pipeline/kafka-groups.ts';
 import { GROUPS, kafkaGroups, RunHeaderTransport, transportFor } from '../pipeline/roles.ts';
 import { RUNS_TOPIC } from '../pipeline/store-side.ts';
 import { stderrProgress } from '../replay/progress.ts';
-import { loadMapping, type Mapping } from '../feeds/mapping.ts';
+import { formatLabelReport, LabelScorer, labelScoreRows, loadLabels, parseDurationMs, scoreFindingsOn } from '../replay/labels.ts';
+import type { Mapping } from '../feeds/mapping.ts';
 import { parseSpeed, replayFiles, type ReplaySummary, type Speed } from '../replay/replay.ts';
 import type { RunRecord } from '../storage/types.ts';
 import { TOPICS, type Transport } from '../transport/types.ts';
-import { parse, UsageError } from './args.ts';
+import { UsageError } from './args.ts';
+import { inputMappings, parseWithTokens, replayRules, timeRangeArgs } from './replay-options.ts';
 import { openConfiguredStore } from './store.ts';
 
-export const REPLAY_USAGE = `usage: vigil replay <file…> [--speed max|realtime|<N>x] [--run-id ID] [--mapping FILE] [--json]
+export const REPLAY_USAGE = `usage: vigil replay <file…> [--speed max|realtime|<N>x] [--run-id ID] [--mapping FILE] [--from T] [--to T] [--rules FILE] [--labels FILE [--label-grace D]] [--json]
 
 Replays recorded files (Vigil recordings, cryptofeed or hftbacktest captures, JSON lines of canonical
 events; gzip or plain, detected automatically) through the same pipeline as live. Findings are stored
@@ -28,7 +29,26 @@ counted, listed and kept as dead letters).
 
 --mapping FILE  the files are another provider's records — CSV with a header row, or JSON lines — mapped
                 onto canonical transaction or metric events by a field-mapping file (docs/feeds/mapping.md);
-                a row that does not map is a malformed line with its line number and reason.
+                a row that does not map is a malformed line with its line number and reason. It applies to
+                the files after it, up to the next --mapping (\`--mapping none\`: recordings again); one
+                --mapping after every file applies to them all.
+--from T, --to T  only records in [from, to): epoch ms or ISO-8601 (2024-08-08T12:00:00Z; no offset = UTC).
+                Frames received before --from still go through their venue's normalizer, so books are
+                right at --from, but none of their events reaches the detectors.
+--rules FILE    detect with this rules file instead of VIGIL_RULES (see rules/default.yaml); its version
+                is in the summary and the run record.
+--labels FILE   score the run's findings against ground-truth labels (JSON lines of {start, end, key,
+                detector?}; docs/backtest.md): precision, recall, F1 and detection delay per detector, in
+                the summary, in --json (\`labels\`) and in ClickHouse \`label_scores\` (local runs).
+--label-grace D findings up to D after a label's end still match it (500, 500ms, 30s, 5m; default 0).
+--no-context    do not store the run's trades, quotes and transactions (the context of its findings and
+                the prices of /api/prices): for benchmarks of detection alone. Local runs only.
+
+Several files are merged by time into one stream, one record at a time (each file is read lazily):
+recordings by receive time, canonical events and mapped records by their event time; a malformed line
+keeps its place in its file. Each file must be in time order itself (a file that is not stays in its
+own order); ties go to the file given first. The run is recorded in ClickHouse table \`runs\` (status,
+inputs, options, rules version, events, findings, duration; summary JSON); the same --run-id replaces it.
 
 With KAFKA_BROKERS set, the replay goes through the distributed roles: frames are normalized here and
 the events produced to Kafka with the run id in their \`run\` header; \`vigil detect\` workers detect and
@@ -38,11 +58,17 @@ findings counted off vigil.findings for the run. Detector state of the run stays
 re-using a --run-id continues that state.`;
 
 export async function replayCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {
+  const { values, positionals, tokens } = parseWithTokens(argv, {
     speed: { type: 'string', default: 'max' },
     'run-id': { type: 'string' },
-    mapping: { type: 'string' },
+    mapping: { type: 'string', multiple: true },
+    from: { type: 'string' },
+    to: { type: 'string' },
+    rules: { type: 'string' },
+    labels: { type: 'string' },
+    'label-grace': { type: 'string' },
     json: { type: 'boolean', default: false },
+    'no-context': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -67,19 +93,33 @@ export async function replayCommand(argv: string[]): Promise<number> {
   if (!/^[A-Za-z0-9._:-]{1,128}$/.test(runId)) throw new UsageError(`--run-id: expected 1-128 characters of letters, digits and . _ : -, got ${JSON.stringify(runId)}`);
   if (runId === 'live') throw new UsageError('--run-id: "live" is reserved for live feeds');
   // A bad mapping fails before anything is opened, naming the key path.
-  const mapping = values.mapping !== undefined ? loadMapping(values.mapping) : undefined;
+  const { mappings, paths: mappingPaths } = inputMappings(tokens);
+  const range = timeRangeArgs(values.from, values.to);
+  // Labels too: a bad line fails here with file:line and the reason.
+  if (values['label-grace'] !== undefined && values.labels === undefined) throw new UsageError('--label-grace needs --labels');
+  const labels = values.labels !== undefined ? loadLabels(values.labels) : undefined;
+  const scorer = labels && new LabelScorer(labels, values['label-grace'] !== undefined ? parseDurationMs(values['label-grace'], '--label-grace') : 0);
 
   const config = loadConfig();
-  const detectors = buildDetectors(config);
-  if (config.KAFKA_BROKERS) return replayOverKafka(config, detectors, { files: positionals, runId, speed, mapping, json: values.json });
+  const rules = replayRules(config, values.rules);
+  const detectors = rules.instances;
+  // What the run was asked to do, for its record in `runs`.
+  const runOptions: Record<string, unknown> = {
+    speed: values.speed,
+    ...range,
+    ...(values.rules !== undefined ? { rules: values.rules } : {}),
+    ...(mappingPaths.some((p) => p !== undefined) ? { mappings: Object.fromEntries(positionals.map((f, i) => [f, mappingPaths[i] ?? null])) } : {}),
+  };
+  if (config.KAFKA_BROKERS) return replayOverKafka(config, detectors, { files: positionals, runId, speed, mappings, range, runOptions, json: values.json, scorer });
   const store = await openConfiguredStore(config);
   const abort = new AbortController();
   const onSignal = () => abort.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const startedAt = Date.now();
+  const runBase = { runId, inputs: positionals, startedAt, rulesVersion: rules.version, options: runOptions };
   try {
-    await store.upsertRun({ runId, status: 'running', inputs: positionals, startedAt, summary: {} });
+    await store.upsertRun({ ...runBase, status: 'running', summary: {} });
     const pipeline = await new Pipeline({
       runId,
       detectors,
@@ -91,28 +131,46 @@ export async function replayCommand(argv: string[]): Promise<number> {
       redisUrl: config.REDIS_URL,
       stateIdleMs: config.VIGIL_STATE_IDLE_MS,
       ephemeralState: true, // a re-run with the same --run-id starts from fresh state
+      storeContext: !values['no-context'],
     }).start();
     const isTty = process.stderr.isTTY;
     let summary;
+    // Subscribed before any event is sent; the pipeline's drain waits for it too.
+    const scoring = scorer && (await scoreFindingsOn(pipeline.transport, runId, scorer));
     try {
       summary = await replayFiles(pipeline, {
         files: positionals,
         speed,
-        mapping,
+        mappings,
+        ...range,
         signal: abort.signal,
         progress: stderrProgress(`replay ${runId}`, {
           write: (l) => process.stderr.write(isTty ? l : `${l.replace(/^\r/, '').trimEnd()}\n`),
         }),
       });
     } catch (e) {
-      await store.upsertRun({ runId, status: 'failed', inputs: positionals, startedAt, finishedAt: Date.now(), summary: { error: (e as Error).message } });
+      const finishedAt = Date.now();
+      await store.upsertRun({ ...runBase, status: 'failed', finishedAt, durationMs: finishedAt - startedAt, summary: { error: (e as Error).message } });
       throw e;
     } finally {
+      await scoring?.stop();
       await pipeline.close();
     }
-    await store.upsertRun({ runId, status: summary.status === 'completed' ? 'completed' : 'cancelled', inputs: positionals, startedAt, finishedAt: Date.now(), summary: { ...summary } });
-    if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-    else process.stdout.write(formatSummary(summary));
+    summary.rulesVersion ??= rules.version; // also with no rule enabled
+    const scored = scorer?.report();
+    if (scored) await store.insertLabelScores(labelScoreRows(runId, scored));
+    const out = scored ? { ...summary, labels: scored } : summary;
+    await store.upsertRun({
+      ...runBase,
+      status: summary.status === 'completed' ? 'completed' : 'cancelled',
+      finishedAt: Date.now(),
+      events: summary.totalEvents,
+      findings: summary.totalFindings,
+      durationMs: summary.durationMs,
+      summary: { ...out },
+    });
+    if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
+    else process.stdout.write(formatSummary(summary) + (scored ? formatLabelReport(scored) : ''));
     return summary.status === 'completed' ? 0 : 130;
   } finally {
     process.off('SIGINT', onSignal);
@@ -152,6 +210,11 @@ export function formatSummary(s: ReplaySummary): string {
     }
   }
   lines.push(`  findings   ${list(s.findings)} (total ${n(s.totalFindings)})${s.rulesVersion ? `, rules ${s.rulesVersion}` : ''}`);
+  if (s.timeRange) {
+    const r = s.timeRange;
+    const at = (t: number | undefined) => (t === undefined ? '…' : new Date(t).toISOString());
+    lines.push(`  range      ${at(r.from)} – ${at(r.to)}: ${n(r.skippedBefore)} records before and ${n(r.skippedAfter)} after skipped, ${n(r.warmupFrames)} frames before normalized for books only`);
+  }
   if (s.lateEvents) lines.push(`  late       ${list(s.lateEvents)} (events behind their key's newest by more than the rule's allowed lateness: counted, not used)`);
   return `${lines.join('\n')}\n`;
 }
@@ -207,7 +270,16 @@ function merge(a: OffsetTargets, b: OffsetTargets): OffsetTargets {
 async function replayOverKafka(
   config: Config,
   detectors: DetectorInstance[],
-  opts: { files: string[]; runId: string; speed: Speed; mapping?: Mapping; json: boolean },
+  opts: {
+    files: string[];
+    runId: string;
+    speed: Speed;
+    mappings: (Mapping | undefined)[];
+    range: { from?: number; to?: number };
+    runOptions: Record<string, unknown>;
+    json: boolean;
+    scorer?: LabelScorer;
+  },
 ): Promise<number> {
   const { runId, files } = opts;
   const abort = new AbortController();
@@ -223,7 +295,7 @@ async function replayOverKafka(
   const seen = new Set<string>();
   const findings: Record<string, number> = Object.fromEntries(detectors.map((d) => [d.name, 0]));
   const run = (r: Omit<RunRecord, 'runId' | 'inputs' | 'startedAt'>) =>
-    transport.send<RunRecord>(RUNS_TOPIC, [{ key: runId, value: { runId, inputs: files, startedAt, ...r } }]);
+    transport.send<RunRecord>(RUNS_TOPIC, [{ key: runId, value: { runId, inputs: files, startedAt, options: opts.runOptions, ...r } }]);
   const waitFor = async (group: string, targets: OffsetTargets, what: string) =>
     groups.waitCaughtUp(group, targets, {
       signal: abort.signal,
@@ -243,6 +315,7 @@ async function replayOverKafka(
           if (f.runId !== runId || seen.has(f.id)) continue;
           seen.add(f.id);
           findings[f.detector] = (findings[f.detector] ?? 0) + 1;
+          opts.scorer?.add(f);
         }
       },
     });
@@ -274,7 +347,8 @@ async function replayOverKafka(
       summary = await replayFiles(target, {
         files,
         speed: opts.speed,
-        mapping: opts.mapping,
+        mappings: opts.mappings,
+        ...opts.range,
         signal: abort.signal,
         progress: stderrProgress(`replay ${runId}`, {
           write: (l) => process.stderr.write(isTty ? l : `${l.replace(/^\r/, '').trimEnd()}\n`),
@@ -289,9 +363,19 @@ async function replayOverKafka(
     }
     // Aborted while waiting for the roles: the findings are not all counted.
     if (abort.signal.aborted) summary.status = 'aborted';
-    await run({ status: summary.status === 'completed' ? 'completed' : 'cancelled', finishedAt: Date.now(), summary: { ...summary } });
-    if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-    else process.stdout.write(formatSummary(summary));
+    // No store in this process: the scores travel in the run's summary (ClickHouse runs.summary).
+    const scored = opts.scorer?.report();
+    const out = scored ? { ...summary, labels: scored } : summary;
+    await run({
+      status: summary.status === 'completed' ? 'completed' : 'cancelled',
+      finishedAt: Date.now(),
+      events: summary.totalEvents,
+      findings: summary.totalFindings,
+      durationMs: summary.durationMs,
+      summary: { ...out },
+    });
+    if (opts.json) process.stdout.write(`${JSON.stringify(out)}\n`);
+    else process.stdout.write(formatSummary(summary) + (scored ? formatLabelReport(scored) : ''));
     return summary.status === 'completed' ? 0 : 130;
   } finally {
     process.off('SIGINT', onSignal);

@@ -9,9 +9,11 @@ import { eventSchema, type EventKind } from '../core/events.ts';
 import type { BookReport, RawFrame } from '../feeds/types.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
 import { readRecords } from './formats.ts';
-import { mappedReader } from './mapped-input.ts';
+import { mappedReader, type MappedReader } from './mapped-input.ts';
 import type { Mapping } from '../feeds/mapping.ts';
+import { mergeByTime } from './merge.ts';
 import type { ProgressReporter } from './progress.ts';
+import { NormalizerWarmup, recordTime, timedRecords, type RangeCounts } from './time-range.ts';
 
 export type Speed = { mode: 'max' } | { mode: 'paced'; factor: number };
 
@@ -50,6 +52,8 @@ export interface ReplaySummary {
   /** Rules in force (their version), and events each rule found too late to use (only rules with some). */
   rulesVersion?: string;
   lateEvents?: Record<string, number>;
+  /** With --from/--to: the range (epoch ms) and what lay outside it (src/replay/time-range.ts). */
+  timeRange?: { from?: number; to?: number } & RangeCounts;
   durationMs: number;
   eventsPerSec: number;
 }
@@ -66,6 +70,11 @@ export interface ReplayOptions {
    * mapped onto canonical events (src/replay/mapped-input.ts) instead of recordings.
    */
   mapping?: string | Mapping;
+  /** Per file (same order as `files`): its field mapping, or undefined for a recording; overrides `mapping`. */
+  mappings?: ReadonlyArray<string | Mapping | undefined>;
+  /** Only records whose time (src/replay/time-range.ts) is in [from, to), epoch ms. */
+  from?: number;
+  to?: number;
 }
 
 /**
@@ -80,7 +89,10 @@ export type ReplayTarget = Pick<Pipeline, 'runId' | 'ingestor' | 'drain' | 'dead
   };
 };
 
-/** Pushes every record of the files through the pipeline, then waits until all findings are stored. */
+/**
+ * Pushes every record of the files through the pipeline, the files merged by time (src/replay/merge.ts,
+ * record times as src/replay/time-range.ts defines them), then waits until all findings are stored.
+ */
 export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions): Promise<ReplaySummary> {
   const started = performance.now();
   const ingestor = pipeline.ingestor;
@@ -95,45 +107,65 @@ export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions
     bytesRead += n;
   };
 
-  const mapped = options.mapping !== undefined ? mappedReader(options.mapping) : undefined;
-  outer: for (const file of options.files) {
-    for await (const rec of mapped ? mapped(file, { onBytes }) : readRecords(file, { onBytes })) {
-      if (options.signal?.aborted) {
-        aborted = true;
-        break outer;
+  const readers = new Map<string | Mapping, MappedReader>();
+  const readerFor = (m: string | Mapping): MappedReader => {
+    let r = readers.get(m);
+    if (r === undefined) readers.set(m, (r = mappedReader(m))); // a bad mapping fails here, before any file is read
+    return r;
+  };
+  const range = { from: options.from, to: options.to };
+  const counts: RangeCounts = { skippedBefore: 0, skippedAfter: 0, warmupFrames: 0 };
+  const inputs = options.files.map((file, i) => {
+    const m = options.mappings?.[i] ?? options.mapping;
+    return timedRecords(m !== undefined ? readerFor(m)(file, { onBytes }) : readRecords(file, { onBytes }), i, range, counts);
+  });
+  // With --from, frames before it still build the normalizers' state (books): the same normalizer then
+  // carries on, so the ingestor must use this one for every source.
+  const warmup = options.from !== undefined ? new NormalizerWarmup(ingestor) : undefined;
+  for await (const { rec, input, warmup: beforeFrom } of mergeByTime(inputs)) {
+    if (options.signal?.aborted) {
+      aborted = true;
+      break;
+    }
+    if (rec.type === 'skip') continue;
+    const file = options.files[input]!;
+    if (beforeFrom) {
+      if (rec.type === 'frame') warmup?.warm(rec.frame);
+      continue;
+    }
+    if (rec.type === 'malformed') {
+      ingestor.reject({ recvTs: Date.now(), source: 'replay', data: rec.raw, origin: `${file}:${rec.line}` }, rec.reason);
+      continue;
+    }
+    const t = recordTime(rec);
+    if (firstTs === undefined && t !== undefined) {
+      firstTs = t;
+      wallStart = performance.now();
+      if (options.rebaseToNow) ingestor.timeShiftMs = Math.round(Date.now() - t);
+    }
+    if (factor > 0 && t !== undefined && firstTs !== undefined) {
+      const wait = wallStart + (t - firstTs) / factor - performance.now();
+      if (wait > 1) {
+        await ingestor.flush();
+        await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
       }
-      if (rec.type === 'skip') continue;
-      if (rec.type === 'malformed') {
-        ingestor.reject({ recvTs: Date.now(), source: 'replay', data: rec.raw, origin: `${file}:${rec.line}` }, rec.reason);
+    }
+    if (rec.type === 'frame') {
+      warmup?.register(rec.frame.source);
+      const frame: RawFrame = rec.frame.origin ? rec.frame : { ...rec.frame, origin: `${file}:${rec.line}` };
+      const sent = ingestor.push(frame); // a promise only when the buffer went out
+      if (sent !== undefined) await sent;
+    } else {
+      const parsed = eventSchema.safeParse(rec.event);
+      if (!parsed.success) {
+        const reason = `invalid canonical event: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
+        ingestor.reject({ recvTs: Date.now(), source: 'events', data: JSON.stringify(rec.event), origin: `${file}:${rec.line}` }, reason);
         continue;
       }
-      const t = rec.type === 'frame' ? rec.frame.recvTs : eventTime(rec.event);
-      if (firstTs === undefined && t !== undefined) {
-        firstTs = t;
-        wallStart = performance.now();
-        if (options.rebaseToNow) ingestor.timeShiftMs = Math.round(Date.now() - t);
-      }
-      if (factor > 0 && t !== undefined && firstTs !== undefined) {
-        const wait = wallStart + (t - firstTs) / factor - performance.now();
-        if (wait > 1) {
-          await ingestor.flush();
-          await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
-        }
-      }
-      if (rec.type === 'frame') {
-        const frame: RawFrame = rec.frame.origin ? rec.frame : { ...rec.frame, origin: `${file}:${rec.line}` };
-        await ingestor.push(frame);
-      } else {
-        const parsed = eventSchema.safeParse(rec.event);
-        if (!parsed.success) {
-          const reason = `invalid canonical event: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
-          ingestor.reject({ recvTs: Date.now(), source: 'events', data: JSON.stringify(rec.event), origin: `${file}:${rec.line}` }, reason);
-          continue;
-        }
-        await ingestor.pushEvent(parsed.data);
-      }
-      progress?.tick(ingestor.counters, totalBytes > 0 ? bytesRead / totalBytes : undefined);
+      const sent = ingestor.pushEvent(parsed.data);
+      if (sent !== undefined) await sent;
     }
+    progress?.tick(ingestor.counters, totalBytes > 0 ? bytesRead / totalBytes : undefined);
   }
   await pipeline.drain();
   progress?.done();
@@ -157,6 +189,7 @@ export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions
     findings,
     totalFindings: Object.values(findings).reduce((a, b) => a + b, 0),
     ...rulesInfo(pipeline.detectors.detectors?.() ?? []),
+    ...(options.from !== undefined || options.to !== undefined ? { timeRange: { ...range, ...counts } } : {}),
     durationMs: Math.round(durationMs),
     eventsPerSec: Math.round(totalEvents / Math.max(durationMs / 1000, 1e-3)),
   };
@@ -184,9 +217,4 @@ function withMatchRates(reports: Record<string, Record<string, BookReport>>): Re
     }
   }
   return out;
-}
-
-function eventTime(ev: unknown): number | undefined {
-  const ts = (ev as { ts?: unknown } | null)?.ts;
-  return typeof ts === 'number' ? ts : undefined;
 }
