@@ -46,8 +46,8 @@ const LOCAL_REDIS = 'redis://127.0.0.1:6379';
  * up to MAX_PASSES, no new one started after PRODUCE_BUDGET_MS (the section stays under a minute on a
  * busy machine).
  */
-const MAX_PASSES = 4;
-const PRODUCE_BUDGET_MS = 20_000;
+const MAX_PASSES = 2;
+const PRODUCE_BUDGET_MS = 8_000;
 /**
  * The shipped rules, with a more sensitive price_jump (as in test/distributed.test.ts): about 19 of its
  * findings per pass instead of 5, for latency quantiles on more than a handful of samples.
