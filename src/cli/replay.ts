@@ -11,7 +11,7 @@ import type { KafkaGroups, OffsetTargets } from '../pipeline/kafka-groups.ts';
 import { GROUPS, kafkaGroups, RunHeaderTransport, transportFor } from '../pipeline/roles.ts';
 import { RUNS_TOPIC } from '../pipeline/store-side.ts';
 import { stderrProgress } from '../replay/progress.ts';
-import { formatLabelReport, LabelScorer, labelScoreRows, loadLabels, parseDurationMs, scoreFindingsOn } from '../replay/labels.ts';
+import { formatLabelReport, LabelScorer, labelScoreRows, loadLabels, parseDurationMs, scoreFindingsOn, type LabelReport } from '../replay/labels.ts';
 import type { Mapping } from '../feeds/mapping.ts';
 import { parseSpeed, replayFiles, type ReplaySummary, type Speed } from '../replay/replay.ts';
 import type { RunRecord } from '../storage/types.ts';
@@ -159,24 +159,33 @@ export async function replayCommand(argv: string[]): Promise<number> {
     summary.rulesVersion ??= rules.version; // also with no rule enabled
     const scored = scorer?.report();
     if (scored) await store.insertLabelScores(labelScoreRows(runId, scored));
-    const out = scored ? { ...summary, labels: scored } : summary;
-    await store.upsertRun({
-      ...runBase,
-      status: summary.status === 'completed' ? 'completed' : 'cancelled',
-      finishedAt: Date.now(),
-      events: summary.totalEvents,
-      findings: summary.totalFindings,
-      durationMs: summary.durationMs,
-      summary: { ...out },
-    });
-    if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
-    else process.stdout.write(formatSummary(summary) + (scored ? formatLabelReport(scored) : ''));
-    return summary.status === 'completed' ? 0 : 130;
+    return finishRun(summary, scored, values.json, (end) => store.upsertRun({ ...runBase, ...end }));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await store.close();
   }
+}
+
+/** Records the run's end (with the label scores in its summary), prints the summary, and gives the exit code. */
+async function finishRun(
+  summary: ReplaySummary,
+  scored: LabelReport | undefined,
+  json: boolean | undefined,
+  record: (end: Pick<RunRecord, 'status' | 'finishedAt' | 'events' | 'findings' | 'durationMs' | 'summary'>) => Promise<unknown>,
+): Promise<number> {
+  const out = scored ? { ...summary, labels: scored } : summary;
+  await record({
+    status: summary.status === 'completed' ? 'completed' : 'cancelled',
+    finishedAt: Date.now(),
+    events: summary.totalEvents,
+    findings: summary.totalFindings,
+    durationMs: summary.durationMs,
+    summary: { ...out },
+  });
+  if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
+  else process.stdout.write(formatSummary(summary) + (scored ? formatLabelReport(scored) : ''));
+  return summary.status === 'completed' ? 0 : 130;
 }
 
 function defaultRunId(): string {
@@ -364,19 +373,7 @@ async function replayOverKafka(
     // Aborted while waiting for the roles: the findings are not all counted.
     if (abort.signal.aborted) summary.status = 'aborted';
     // No store in this process: the scores travel in the run's summary (ClickHouse runs.summary).
-    const scored = opts.scorer?.report();
-    const out = scored ? { ...summary, labels: scored } : summary;
-    await run({
-      status: summary.status === 'completed' ? 'completed' : 'cancelled',
-      finishedAt: Date.now(),
-      events: summary.totalEvents,
-      findings: summary.totalFindings,
-      durationMs: summary.durationMs,
-      summary: { ...out },
-    });
-    if (opts.json) process.stdout.write(`${JSON.stringify(out)}\n`);
-    else process.stdout.write(formatSummary(summary) + (scored ? formatLabelReport(scored) : ''));
-    return summary.status === 'completed' ? 0 : 130;
+    return finishRun(summary, opts.scorer?.report(), opts.json, run);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

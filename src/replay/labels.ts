@@ -23,7 +23,7 @@ import { z } from 'zod';
 import type { Finding } from '../core/events.ts';
 import { ERR, VigilError } from '../core/errors.ts';
 import { detectorNames } from '../detectors/registry.ts';
-import type { LabelScoreRecord } from '../storage/types.ts';
+import type { LabelCounts, LabelScoreRecord } from '../storage/types.ts';
 import { TOPICS, type Subscription, type Transport } from '../transport/types.ts';
 
 export interface GroundTruthLabel {
@@ -51,23 +51,7 @@ export interface DelayStats {
   max: number;
 }
 
-export interface LabelScore {
-  /** A detector name, or `*` for every finding and every label together. */
-  detector: string;
-  findings: number;
-  /** Findings that matched a label (true positives) and those that did not. */
-  tp: number;
-  fp: number;
-  /** Labels that count for this detector, those detected, and those missed (false negatives). */
-  labels: number;
-  detected: number;
-  fn: number;
-  /** tp / findings; null without findings. */
-  precision: number | null;
-  /** detected / labels; null without labels. */
-  recall: number | null;
-  /** Harmonic mean of precision and recall; null when either is. */
-  f1: number | null;
+export interface LabelScore extends LabelCounts {
   /** Null when no label was detected. */
   delayMs: DelayStats | null;
 }

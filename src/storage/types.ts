@@ -144,19 +144,29 @@ export interface DeadLetterQuery {
   limit?: number;
 }
 
-/** One row of `label_scores`: how a run's findings of one detector (or all, `*`) scored against a labels file. */
-export interface LabelScoreRecord {
-  runId: string;
+/** How the findings of one detector (or all, `*`) scored against labels (src/replay/labels.ts). */
+export interface LabelCounts {
+  /** A detector name, or `*` for every finding and every label together. */
   detector: string;
   findings: number;
+  /** Findings that matched a label (true positives) and those that did not. */
   tp: number;
   fp: number;
+  /** Labels that count for this detector, those detected, and those missed (false negatives). */
   labels: number;
   detected: number;
   fn: number;
+  /** tp / findings; null without findings. */
   precision: number | null;
+  /** detected / labels; null without labels. */
   recall: number | null;
+  /** Harmonic mean of precision and recall; null when either is. */
   f1: number | null;
+}
+
+/** One row of `label_scores`: a run's scores of one detector (or all, `*`) against a labels file. */
+export interface LabelScoreRecord extends LabelCounts {
+  runId: string;
   delayMeanMs: number | null;
   delayP50Ms: number | null;
   delayMaxMs: number | null;
