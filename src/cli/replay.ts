@@ -159,7 +159,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
     summary.rulesVersion ??= rules.version; // also with no rule enabled
     const scored = scorer?.report();
     if (scored) await store.insertLabelScores(labelScoreRows(runId, scored));
-    return finishRun(summary, scored, values.json, (end) => store.upsertRun({ ...runBase, ...end }));
+    return await finishRun(summary, scored, values.json, (end) => store.upsertRun({ ...runBase, ...end })); // awaited: the finally closes the store
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -373,7 +373,7 @@ async function replayOverKafka(
     // Aborted while waiting for the roles: the findings are not all counted.
     if (abort.signal.aborted) summary.status = 'aborted';
     // No store in this process: the scores travel in the run's summary (ClickHouse runs.summary).
-    return finishRun(summary, opts.scorer?.report(), opts.json, run);
+    return await finishRun(summary, opts.scorer?.report(), opts.json, run); // awaited: the finally closes the transport
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
