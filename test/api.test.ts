@@ -166,6 +166,25 @@ describe('GET /api/findings', () => {
     expect(r.body.error.message).toMatch(expected);
   });
 
+  const INJECTIONS = ["x' OR 1=1 --", "binance') OR ('1'='1", "x'; DROP TABLE findings; --", 'x\\\' OR 1=1 --', "x' UNION SELECT * FROM system.users --", '{db}', '`findings`'];
+  it.each(['detector', 'venue', 'symbol', 'account', 'run', 'assignee'])('treats SQL in the %s filter as data: nothing matches, nothing breaks', async (param) => {
+    for (const attempt of INJECTIONS) {
+      const r = await get(`/api/findings?${param}=${encodeURIComponent(attempt)}`);
+      expect(r.status, `${param}=${attempt}`).toBe(200);
+      expect(r.body.total, `${param}=${attempt}`).toBe(0);
+    }
+    expect((await get('/api/findings')).body.total).toBe(seeded.length);
+  });
+
+  it.each(['minSeverity', 'severity', 'status', 'from', 'to', 'limit', 'order', 'cursor'])('refuses SQL in the typed %s parameter with a 400 naming it', async (param) => {
+    for (const attempt of INJECTIONS) {
+      const r = await get(`/api/findings?${param}=${encodeURIComponent(attempt)}`);
+      expect(r.status, `${param}=${attempt}`).toBe(400);
+      expect(r.body.error.message).toContain(`'${param}'`);
+    }
+    expect((await get('/api/findings')).body.total).toBe(seeded.length);
+  });
+
   it('treats SQL in values as data', async () => {
     expect((await get(`/api/findings?symbol=${encodeURIComponent("x' OR 1=1 --")}`)).body.total).toBe(0);
     expect((await get(`/api/findings?assignee=${encodeURIComponent("x' OR 1=1 --")}`)).body.total).toBe(0);
