@@ -2,7 +2,7 @@
  * `npm run bench`: runs the sections, prints each one's detail table as it finishes, then ONE summary
  * table, and writes the same figures as JSON to bench/results.json (`summary` plus every section's own).
  *
- *   npm run bench                      replay, feeds, detectors, alerts, scoring (about 2 minutes)
+ *   npm run bench                      replay, feeds, detectors, alerts, scoring, backtest (about 2 minutes)
  *   npm run bench -- replay detectors  only the named sections
  *   npm run bench -- all               every section, Kafka too
  *
@@ -13,6 +13,7 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { benchAlertLatency, type AlertLatency } from './alerts.ts';
+import { backtestSection, type BacktestBench } from './backtest.ts';
 import { detectorsSection, type DetectorBenchRow } from './detectors.ts';
 import { benchFeeds, type FeedBenchRow } from './feeds.ts';
 import { kafkaSection } from './kafka.ts';
@@ -60,6 +61,7 @@ const SECTIONS: Record<string, SectionSpec> = {
   detectors: { run: detectorsSection },
   alerts: { run: alertsSection },
   scoring: { run: () => scoringSection() },
+  backtest: { run: backtestSection },
   kafka: { run: kafkaSection, optIn: 'needs Kafka and Redis (npm run services); run with `npm run bench -- kafka` or `-- all`' },
 };
 
@@ -77,6 +79,7 @@ interface Summary {
   alertLatencyMs: { p50: number; p99: number } | null;
   scoringLatencyMs: { p50: number; p99: number; requestsPerSec: number } | null;
   kafka: { eventsPerSec: number; p50: number; p99: number } | null;
+  backtest: { replayMs: number; backtestMs: number; ratio: number; met: boolean } | null;
 }
 
 const median = (xs: number[]): number => {
@@ -89,6 +92,7 @@ function summarize(results: Record<string, unknown>): Summary {
   const det = results.detectors as { rows: DetectorBenchRow[] } | undefined;
   const alerts = results.alerts as AlertLatency | undefined;
   const scoring = results.scoring as ScoringBenchResult | undefined;
+  const backtest = results.backtest as BacktestBench | undefined;
   const kafka = results.kafka as { eventsPerSecToLastFindingWritten: number; latencyMs: { written: { p50: number; p99: number } } } | undefined;
   const rules = (det?.rows ?? []).filter((r) => r.error === undefined);
   const withMem = rules.filter((r) => r.bytesPerKey !== null);
@@ -116,6 +120,7 @@ function summarize(results: Record<string, unknown>): Summary {
     alertLatencyMs: alerts ? { p50: alerts.p50Ms, p99: alerts.p99Ms } : null,
     scoringLatencyMs: scoring ? { p50: scoring.p50Ms, p99: scoring.p99Ms, requestsPerSec: scoring.rps } : null,
     kafka: kafka ? { eventsPerSec: kafka.eventsPerSecToLastFindingWritten, p50: kafka.latencyMs.written.p50, p99: kafka.latencyMs.written.p99 } : null,
+    backtest: backtest ? { replayMs: backtest.replayMs, backtestMs: backtest.backtestMs, ratio: backtest.ratio, met: backtest.met } : null,
   };
 }
 
@@ -143,6 +148,8 @@ function summarySection(s: Summary, ran: string[], skipped: Record<string, strin
   rows.push(['alert latency p50 / p99 (trade in → WebSocket client)', a ? `${fmtMs(a.p50)} / ${fmtMs(a.p99)} ms` : notRun('alerts'), '']);
   const sc = s.scoringLatencyMs;
   rows.push(['scoring latency p50 / p99 (POST /api/transactions/score)', sc ? `${fmtMs(sc.p50)} / ${fmtMs(sc.p99)} ms, ${fmtInt(sc.requestsPerSec)} req/s` : notRun('scoring'), '']);
+  const b = s.backtest;
+  rows.push(['10-setting backtest vs one replay (commands, by the clock)', b ? `${fmtMs(b.backtestMs)} vs ${fmtMs(b.replayMs)} ms: ${b.ratio.toFixed(2)}× (target < 3×: ${b.met ? 'met' : 'NOT met'})` : notRun('backtest'), '']);
   const k = s.kafka;
   rows.push(['Kafka end to end: events/s, event → stored p50 / p99', k ? `${fmtInt(k.eventsPerSec)}, ${fmtMs(k.p50)} / ${fmtMs(k.p99)} ms` : notRun('kafka'), '']);
   const load = loadavg()
