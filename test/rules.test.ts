@@ -398,6 +398,41 @@ describe('rules file watching and the rules API', () => {
     expect(controller.current.instances.map((r) => r.ruleId)).toEqual(['only']);
   });
 
+  it('one rule at a time: POST adds (409 when it exists), GET reads, PUT replaces or adds, DELETE removes; each applied at once', async () => {
+    const send = (method: string, url: string, body?: unknown) =>
+      fetch(`${base}${url}`, { method, ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }) });
+    const ids = () => controller.current.instances.map((r) => r.ruleId);
+    const before = ids();
+    const added = await send('POST', '/api/rules', { id: 'pj.crud', detector: 'price_jump', params: { zThreshold: 7 } });
+    expect(added.status).toBe(201);
+    expect(((await added.json()) as { version: string }).version).toBe(controller.current.version);
+    expect(ids()).toEqual([...before, 'pj.crud']);
+    expect((await send('POST', '/api/rules', { id: 'pj.crud', detector: 'price_jump' })).status).toBe(409);
+
+    const read = (await (await send('GET', '/api/rules/pj.crud')).json()) as { rule: { params: { zThreshold: number } }; active: boolean };
+    expect(read.rule.params.zThreshold).toBe(7);
+    expect(read.active).toBe(true);
+    expect((await send('GET', '/api/rules/nope')).status).toBe(404);
+
+    const replaced = await send('PUT', '/api/rules/pj.crud', { detector: 'price_jump', params: { zThreshold: 12 }, enabled: false });
+    expect(replaced.status).toBe(200);
+    expect(((await replaced.json()) as { diff: Array<{ path: string }> }).diff.map((d) => d.path)).toContain('rules.pj.crud.params.zThreshold');
+    expect(ids()).toEqual(before); // disabled: not running
+    expect(((await (await send('GET', '/api/rules/pj.crud')).json()) as { active: boolean }).active).toBe(false);
+    // A body whose id is not the URL's, and an invalid rule, change nothing.
+    const v = controller.current.version;
+    expect((await send('PUT', '/api/rules/pj.crud', { id: 'other', detector: 'price_jump' })).status).toBe(400);
+    const invalid = await send('PUT', '/api/rules/pj.crud', { detector: 'price_jump', params: { zThreshold: -1 } });
+    expect(invalid.status).toBe(400);
+    expect(((await invalid.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: ERR.RULES_INVALID, message: expect.stringMatching(/zThreshold/) });
+    expect(controller.current.version).toBe(v);
+
+    expect((await send('DELETE', '/api/rules/pj.crud')).status).toBe(200);
+    expect(controller.current.file.rules.map((r) => r.id)).not.toContain('pj.crud');
+    expect((await send('DELETE', '/api/rules/pj.crud')).status).toBe(404);
+    expect(loadRulesFile(path).version).toBe(controller.current.version);
+  });
+
   it('every change is recorded in ClickHouse with when, what and the diff', async () => {
     await until(async () => (await store.listRuleChanges()).length >= 4);
     const changes = await store.listRuleChanges();

@@ -53,6 +53,15 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     body: { type: 'object', description: 'the rules file (see docs/detectors.md)' },
     responses: { 200: 'the new rules version and the change' },
   },
+  'GET /api/rules/:id': { summary: 'One rule of the rules in force, and whether it runs', tag: 'rules', responses: { 200: '{ version, rule, active }', 404: 'no such rule' } },
+  'POST /api/rules': {
+    summary: 'Add one rule (applied without a restart)',
+    tag: 'rules',
+    body: { type: 'object', required: ['id', 'detector'], description: 'one rule (see docs/detectors.md)' },
+    responses: { 201: 'the new rules version and the diff', 409: 'a rule with that id exists' },
+  },
+  'PUT /api/rules/:id': { summary: 'Replace (or add) one rule', tag: 'rules', body: { type: 'object', required: ['detector'], description: 'one rule; id from the URL' }, responses: { 200: 'the new rules version and the diff' } },
+  'DELETE /api/rules/:id': { summary: 'Remove one rule', tag: 'rules', responses: { 200: 'the new rules version and the diff', 404: 'no such rule' } },
   'POST /api/rules/reload': { summary: 'Read the rules file again', tag: 'rules' },
   'GET /api/rules/changes': { summary: 'Recorded rules changes, newest first', tag: 'rules', query: { limit: { expected: 'an integer 1-1000 (default 100)' } } },
   'POST /api/sql': {

@@ -5,14 +5,16 @@
  *   PUT  /api/rules            replaces the rules (JSON body: the rules file, or YAML text with
  *                              content-type application/yaml): validated, written to the rules file,
  *                              applied without a restart; 400 VIGIL_ERR_RULES_INVALID names the problem
+ *   GET/PUT/DELETE /api/rules/:id, POST /api/rules   one rule: read, create or replace, remove, add
+ *                              (409 when it exists) — the file in force with that edit, then as PUT
  *   POST /api/rules/reload     reads the rules file again (after an edit, when file watching is off)
  *   GET  /api/rules/changes    the recorded changes, newest first (?limit=1..1000)
  * Without a rules controller (a process that runs no rules) the routes answer 404.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ERR, VigilError } from '../../core/errors.ts';
-import { parseRulesText } from '../../detectors/rules.ts';
+import { parseRulesText, type RulesFile } from '../../detectors/rules.ts';
 import type { RulesController } from '../../detectors/rules-watch.ts';
 import type { Store } from '../../storage/types.ts';
 import { actorOf } from '../auth.ts';
@@ -53,6 +55,59 @@ export function rulesRoutes(app: FastifyInstance, store: Store, rules: RulesCont
     }
     const { set, change } = await c.replace(req.body, actorOf(req));
     return { version: set.version, changed: change !== undefined, diff: change?.diff ?? [] };
+  });
+
+  // One rule at a time: the rules file in force with that rule added, replaced or removed, then the same
+  // path as PUT /api/rules (validated, written, applied without a restart, recorded with its diff).
+  const ruleBody = (body: unknown, id?: string): Record<string, unknown> => {
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new VigilError(ERR.RULES_INVALID, 'expected one rule as a JSON object {id, detector, params?, …}', 400);
+    const rule = { ...(body as Record<string, unknown>) };
+    if (id !== undefined) {
+      if (rule.id !== undefined && rule.id !== id) throw new VigilError(ERR.RULES_INVALID, `the body's id '${String(rule.id)}' is not the URL's '${id}'`, 400, { parameter: 'id' });
+      rule.id = id;
+    }
+    return rule;
+  };
+  const withRules = async (req: FastifyRequest, edit: (rules: RulesFile['rules']) => RulesFile['rules']) => {
+    const c = controller();
+    const file = c.current.file;
+    const { set, change } = await c.replace({ ...file, rules: edit([...file.rules]) }, actorOf(req));
+    return { version: set.version, changed: change !== undefined, diff: change?.diff ?? [] };
+  };
+  const find = (id: string) => {
+    const rule = controller().current.file.rules.find((r) => r.id === id);
+    if (!rule) throw new VigilError(ERR.NOT_FOUND, `no rule '${id}' in the rules in force`, 404);
+    return rule;
+  };
+
+  app.get<{ Params: { id: string } }>('/api/rules/:id', { config: { role: 'viewer' } }, async (req) => {
+    const rule = find(req.params.id);
+    const c = controller();
+    return { version: c.current.version, rule, active: c.current.instances.some((r) => r.ruleId === rule.id) };
+  });
+
+  app.post('/api/rules', { config: { role: 'admin' } }, async (req, reply) => {
+    const rule = ruleBody(req.body);
+    if (typeof rule.id === 'string' && controller().current.file.rules.some((r) => r.id === rule.id)) {
+      throw new VigilError(ERR.CONFLICT, `a rule '${rule.id}' exists already: PUT /api/rules/${rule.id} replaces it`, 409);
+    }
+    const out = await withRules(req, (rules) => [...rules, rule as RulesFile['rules'][number]]);
+    return reply.status(201).send(out);
+  });
+
+  app.put<{ Params: { id: string } }>('/api/rules/:id', { config: { role: 'admin' } }, async (req) => {
+    const rule = ruleBody(req.body, req.params.id) as RulesFile['rules'][number];
+    return withRules(req, (rules) => {
+      const i = rules.findIndex((r) => r.id === req.params.id);
+      if (i < 0) rules.push(rule);
+      else rules[i] = rule;
+      return rules;
+    });
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/rules/:id', { config: { role: 'admin' } }, async (req) => {
+    find(req.params.id);
+    return withRules(req, (rules) => rules.filter((r) => r.id !== req.params.id));
   });
 
   app.post('/api/rules/reload', { config: { role: 'admin' } }, async (req) => {
