@@ -19,7 +19,7 @@
 import type { AlertHub } from '../api/alert-hub.ts';
 import type { Finding } from '../core/events.ts';
 import { DeadLetterWriter, FindingWriter, RunWriter, TxRiskWriter, type SpillConfig } from '../storage/finding-writer.ts';
-import { ContextWriter } from '../storage/context-writer.ts';
+import { CONTEXT_BATCH, ContextWriter } from '../storage/context-writer.ts';
 import type { RunRecord, Store } from '../storage/types.ts';
 import { TOPICS, type Batch, type DeliveredMessage, type Subscription, type Transport } from '../transport/types.ts';
 import type { DeadLetterMessage } from './ingest.ts';
@@ -94,8 +94,14 @@ export class StoreSide {
       }
       this.txRiskWriter = new TxRiskWriter(store, { ...batching, spill: options.spill });
       if (options.runs) this.runWriter = new RunWriter(store, { maxDelayMs: options.flushMs, log: options.log });
-      // Market data comes in far larger numbers than findings: bigger inserts.
-      if (options.storeContext !== false) this.contextWriter = new ContextWriter(store, { ...batching, maxRows: Math.max(10_000, options.flushRows ?? 0) });
+      // Market data comes in far larger numbers than findings, and nothing waits for it: bigger, rarer
+      // inserts (each costs chdb ~13 ms CPU whatever its size; see CONTEXT_BATCH). With a spill bound, a
+      // full batch goes out before the rows waiting reach it (onContext drops beyond the bound).
+      if (options.storeContext !== false) {
+        const maxRows = Math.min(Math.max(CONTEXT_BATCH.maxRows, options.flushRows ?? 0), options.spill?.maxBuffered ?? Infinity);
+        const maxDelayMs = Math.max(CONTEXT_BATCH.maxDelayMs, options.flushMs ?? 0);
+        this.contextWriter = new ContextWriter(store, { ...batching, maxRows, maxDelayMs });
+      }
     }
     this.giveUp = new Promise<never>((_, reject) => (this.triggerGiveUp = reject));
     this.giveUp.catch(() => undefined);

@@ -25,7 +25,8 @@
  * collector killed mid-write) gives one final `malformed` record.
  */
 import { basename } from 'node:path';
-import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { ERR, VigilError } from '../core/errors.ts';
 import { EVENT_KINDS } from '../core/events.ts';
 import type { RawFrame } from '../feeds/types.ts';
@@ -208,7 +209,26 @@ export function secondsToMs(s: string): number {
 
 /** `1723161253937085768` → 1723161253937.085768 (ms), exact to the double's precision. */
 export function nsToMs(ns: string): number {
-  // One decimal conversion of "<ms>.<ns fraction>": the nearest double, no BigInt, no 2^53 overflow.
+  return nsPrefixToMs(ns, ns.length);
+}
+
+/**
+ * nsToMs of `text`'s first `end` characters (ASCII digits). The common case, 19 digits without a
+ * leading zero (epoch ns from 2001 to 2286), needs no string: ms + frac / 1e6 with both parts exact
+ * integers is the nearest double to the decimal. (frac / 1e6 is off by at most 2^-53 of itself, ~1e-16,
+ * while the exact value is at least 64 / (1e6 * 2^14) ~ 4e-9 away from any rounding midpoint at this
+ * magnitude, whose ulp is 2^-13 .. 2^-9: no midpoint lies between them, so the sum rounds the same.)
+ */
+function nsPrefixToMs(text: string, end: number): number {
+  if (end === 19 && text.charCodeAt(0) !== 48) {
+    let ms = 0;
+    for (let i = 0; i < 13; i++) ms = ms * 10 + (text.charCodeAt(i) - 48);
+    let frac = 0;
+    for (let i = 13; i < 19; i++) frac = frac * 10 + (text.charCodeAt(i) - 48);
+    return ms + frac / 1e6;
+  }
+  // Otherwise one decimal conversion of "<ms>.<ns fraction>": the nearest double, no BigInt, no 2^53 overflow.
+  const ns = end === text.length ? text : text.slice(0, end);
   if (ns.length <= 6) return Number(`0.${ns.padStart(6, '0')}`);
   return Number(`${ns.slice(0, ns.length - 6)}.${ns.slice(ns.length - 6)}`);
 }
@@ -224,7 +244,7 @@ function hftbacktestParser(path: string): LineParser {
     }
     const c0 = line.charCodeAt(sp + 1);
     if (c0 !== 0x7b && c0 !== 0x5b) return malformed(n, `${expected}: no JSON after the timestamp`, line);
-    const frame: RawFrame = { recvTs: nsToMs(line.slice(0, sp)), source: 'binance', data: line.slice(sp + 1), origin: `${path}:${n}` };
+    const frame: RawFrame = { recvTs: nsPrefixToMs(line, sp), source: 'binance', data: line.slice(sp + 1), origin: `${path}:${n}` };
     return { type: 'frame', line: n, frame };
   };
 }
@@ -326,9 +346,147 @@ function parserFor(format: InputFormat, path: string): LineParser {
 
 // ---------------------------------------------------------------- streaming
 
+/**
+ * Splits decoded text into lines exactly as node:readline does with crlfDelay Infinity — \n, \r\n and a
+ * lone \r end a line, a \r\n split across chunks ends one line, an unfinished last line is a line at the
+ * end, an incomplete UTF-8 sequence at the very end is dropped — but a chunk at a time: its lines are
+ * sliced out of the chunk's text in one pass, with no event per line.
+ */
+export class LineSplitter {
+  private readonly decoder = new StringDecoder('utf8');
+  /** The unfinished line carried over from earlier chunks (never holds a \r or \n). */
+  private rest = '';
+  /** The last chunk ended with \r: a \n starting the next one belongs to that line end. */
+  private sawReturn = false;
+
+  /** Appends the lines the chunk completes to `out`. */
+  write(chunk: Buffer, out: string[]): void {
+    let s = this.decoder.write(chunk);
+    if (this.sawReturn) {
+      if (s.charCodeAt(0) === 10) s = s.slice(1);
+      this.sawReturn = false;
+    }
+    if (s.indexOf('\r') >= 0) {
+      this.writeWithReturns(s, out);
+      return;
+    }
+    let nl = s.indexOf('\n');
+    if (nl < 0) {
+      this.rest += s;
+      return;
+    }
+    let start = 0;
+    if (this.rest.length > 0) {
+      out.push(this.rest + s.slice(0, nl));
+      this.rest = '';
+      start = nl + 1;
+      nl = s.indexOf('\n', start);
+    }
+    while (nl >= 0) {
+      out.push(s.slice(start, nl));
+      start = nl + 1;
+      nl = s.indexOf('\n', start);
+    }
+    this.rest = s.slice(start);
+  }
+
+  /** The rare chunk with a \r in it: readline's own line-end pattern. */
+  private writeWithReturns(s: string, out: string[]): void {
+    const text = this.rest + s;
+    const lineEnd = /\r?\n|\r(?!\n)/g;
+    let start = 0;
+    for (let m = lineEnd.exec(text); m !== null; m = lineEnd.exec(text)) {
+      out.push(text.slice(start, m.index));
+      start = lineEnd.lastIndex;
+    }
+    this.rest = text.slice(start);
+    this.sawReturn = text.endsWith('\r');
+  }
+
+  /** The end of the input: the unfinished last line, if any. */
+  end(out: string[]): void {
+    if (this.rest.length > 0) out.push(this.rest);
+    this.rest = '';
+  }
+}
+
+/** Lines waiting in a LineBatches queue beyond which the file is not read further until some are taken. */
+const MAX_QUEUED_CHARS = 1 << 20;
+/** Lines per batch at most when the reader is ahead of the consumer (small gunzip chunks join up to this). */
+const MAX_BATCH_LINES = 2048;
+
+/**
+ * The lines of a stream in batches (the lines of one or more chunks), read in flowing mode as readline
+ * reads them: lines taken before a stream error are all delivered, then the error is thrown (an
+ * unfinished last line is lost, as with readline). Memory stays bounded: the stream is paused while
+ * MAX_QUEUED_CHARS of lines wait.
+ */
+class LineBatches {
+  private readonly queue: string[][] = [];
+  private queuedChars = 0;
+  private ended = false;
+  private error: Error | undefined;
+  private paused = false;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly stream: Readable) {
+    const splitter = new LineSplitter();
+    stream.on('data', (chunk: Buffer) => {
+      const before = this.queue.length;
+      const last = this.queue[before - 1];
+      // Join a batch nobody took yet rather than queueing many small ones (gunzip gives 16 KB chunks).
+      const lines = last !== undefined && last.length < MAX_BATCH_LINES ? last : [];
+      const from = lines.length;
+      splitter.write(chunk, lines);
+      for (let i = from; i < lines.length; i++) this.queuedChars += lines[i]!.length;
+      if (lines !== last && lines.length > 0) this.queue.push(lines);
+      if (this.queuedChars >= MAX_QUEUED_CHARS && !this.paused) {
+        this.paused = true;
+        stream.pause();
+      }
+      this.notify();
+    });
+    stream.on('end', () => {
+      const lines: string[] = [];
+      splitter.end(lines);
+      if (lines.length > 0) this.queue.push(lines);
+      this.ended = true;
+      this.notify();
+    });
+    stream.on('error', (err: Error) => {
+      this.error ??= err;
+      this.notify();
+    });
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /** The next batch of lines (never empty), undefined at the end; the stream's error once every line before it was taken. */
+  async next(): Promise<string[] | undefined> {
+    for (;;) {
+      const lines = this.queue.shift();
+      if (lines !== undefined) {
+        for (const l of lines) this.queuedChars -= l.length;
+        if (this.paused && this.queuedChars < MAX_QUEUED_CHARS) {
+          this.paused = false;
+          this.stream.resume();
+        }
+        return lines;
+      }
+      if (this.error !== undefined) throw this.error;
+      if (this.ended) return undefined;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}
+
 interface OpenedInput {
   gzip: boolean;
-  lines: AsyncIterator<string>;
+  lines: LineBatches;
   /** Set when the gunzip stream failed (truncated or corrupt file). */
   gzipError(): Error | undefined;
   close(): Promise<void>;
@@ -336,40 +494,35 @@ interface OpenedInput {
 
 async function openInput(path: string, onBytes?: (n: number) => void): Promise<OpenedInput> {
   const file = await openInputFile(path, onBytes);
-  const rl = createInterface({ input: file.stream, crlfDelay: Infinity });
-  const lines = rl[Symbol.asyncIterator]();
-  return {
-    gzip: file.gzip,
-    lines,
-    gzipError: file.gzipError,
-    async close() {
-      rl.close();
-      await file.close();
-    },
-  };
+  return { gzip: file.gzip, lines: new LineBatches(file.stream), gzipError: file.gzipError, close: () => file.close() };
 }
 
-/** Reads up to DETECT_SAMPLE_LINES non-empty lines (keeping all physical lines read so far). */
+/**
+ * Reads batches of lines until DETECT_SAMPLE_LINES non-empty ones are in (keeping every physical line of
+ * those batches; the first has its BOM removed).
+ */
 async function readSample(inp: OpenedInput): Promise<{ lines: string[]; nonEmpty: string[]; done: boolean }> {
-  const lines: string[] = [];
+  let lines: string[] = [];
   const nonEmpty: string[] = [];
   let done = false;
   while (nonEmpty.length < DETECT_SAMPLE_LINES) {
-    let r: IteratorResult<string>;
+    let batch: string[] | undefined;
     try {
-      r = await inp.lines.next();
+      batch = await inp.lines.next();
     } catch (err) {
       if (inp.gzipError() === undefined) throw err;
       done = true; // a truncated gzip: detect on what was readable, readRecords reports the rest
       break;
     }
-    if (r.done) {
+    if (batch === undefined) {
       done = true;
       break;
     }
-    const line = lines.length === 0 ? stripBom(r.value) : r.value;
-    lines.push(line);
-    if (line.trim().length > 0) nonEmpty.push(line);
+    if (lines.length === 0) batch[0] = stripBom(batch[0]!);
+    lines = lines.length === 0 ? batch : lines.concat(batch);
+    for (const line of batch) {
+      if (nonEmpty.length < DETECT_SAMPLE_LINES && line.trim().length > 0) nonEmpty.push(line);
+    }
   }
   return { lines, nonEmpty, done };
 }
@@ -399,43 +552,57 @@ export async function fileFormat(path: string): Promise<{ format: InputFormat; g
   }
 }
 
-/** Streams the records of a recorded file (plain or gzip), in file order. */
+/** Options of readRecordBatches and readRecords. */
 export interface ReadOptions {
   /** Told the size of every chunk read from disk (compressed bytes for gzip), for progress and ETA. */
   onBytes?: (n: number) => void;
 }
 
-export async function* readRecords(path: string, options: ReadOptions = {}): AsyncGenerator<ReplayRecord, void, undefined> {
+/**
+ * The records of a recorded file (plain or gzip) in file order, in batches (the lines of a chunk read or
+ * more; never empty): one await per batch instead of one per record is what keeps reading cheap.
+ */
+export async function* readRecordBatches(path: string, options: ReadOptions = {}): AsyncGenerator<ReplayRecord[], void, undefined> {
   const inp = await openInput(path, options.onBytes);
   try {
     const sample = await readSample(inp);
     const format = detectOrThrow(path, sample.nonEmpty, inp.gzipError());
     const parse = parserFor(format, path);
     let n = 0;
-    for (const line of sample.lines) {
-      n++;
-      if (line.trim().length > 0) yield parse(line, n);
-    }
+    const parseAll = (lines: readonly string[]): ReplayRecord[] => {
+      const out: ReplayRecord[] = [];
+      for (const line of lines) {
+        n++;
+        if (line.length > 0 && (line.charCodeAt(0) > 32 || line.trim().length > 0)) out.push(parse(line, n));
+      }
+      return out;
+    };
+    const first = parseAll(sample.lines);
+    if (first.length > 0) yield first;
     if (!sample.done) {
       for (;;) {
-        let r: IteratorResult<string>;
+        let lines: string[] | undefined;
         try {
-          r = await inp.lines.next();
+          lines = await inp.lines.next();
         } catch (err) {
           if (inp.gzipError() === undefined) throw err;
           break;
         }
-        if (r.done) break;
-        n++;
-        const line = r.value;
-        if (line.length > 0 && (line.charCodeAt(0) > 32 || line.trim().length > 0)) yield parse(line, n);
+        if (lines === undefined) break;
+        const recs = parseAll(lines);
+        if (recs.length > 0) yield recs;
       }
     }
     const gzErr = inp.gzipError();
     if (gzErr !== undefined) {
-      yield { type: 'malformed', line: n + 1, reason: `gzip stream ends early or is corrupt: ${gzErr.message}`, raw: '' };
+      yield [{ type: 'malformed', line: n + 1, reason: `gzip stream ends early or is corrupt: ${gzErr.message}`, raw: '' }];
     }
   } finally {
     await inp.close();
   }
+}
+
+/** Streams the records of a recorded file (plain or gzip), in file order, one at a time (see readRecordBatches). */
+export async function* readRecords(path: string, options: ReadOptions = {}): AsyncGenerator<ReplayRecord, void, undefined> {
+  for await (const batch of readRecordBatches(path, options)) yield* batch;
 }

@@ -15,26 +15,30 @@ export interface TimedItem {
   readonly time: number;
 }
 
-interface Head<T> {
-  item: T;
-  /** Position of the input in the list: the tie-breaker. */
+/** What the heap orders: the time of an input's next item, and the input's position (the tie-breaker). */
+interface HeapEntry {
+  time: number;
   readonly input: number;
+}
+
+interface Head<T> extends HeapEntry {
+  item: T;
   readonly iter: AsyncIterator<T>;
 }
 
 /** Min-heap on (time, input). */
-class HeadHeap<T extends TimedItem> {
-  readonly items: Head<T>[] = [];
+class HeadHeap<H extends HeapEntry> {
+  readonly items: H[] = [];
 
   get size(): number {
     return this.items.length;
   }
 
-  private less(a: Head<T>, b: Head<T>): boolean {
-    return a.item.time < b.item.time || (a.item.time === b.item.time && a.input < b.input);
+  private less(a: H, b: H): boolean {
+    return a.time < b.time || (a.time === b.time && a.input < b.input);
   }
 
-  push(h: Head<T>): void {
+  push(h: H): void {
     const a = this.items;
     a.push(h);
     let i = a.length - 1;
@@ -84,13 +88,13 @@ export async function* mergeByTime<T extends TimedItem>(inputs: ReadonlyArray<As
   }
   const iters = inputs.map((s) => s[Symbol.asyncIterator]());
   const open = new Set(iters);
-  const heap = new HeadHeap<T>();
+  const heap = new HeadHeap<Head<T>>();
   try {
     const firsts = await Promise.all(iters.map((it) => it.next()));
     firsts.forEach((r, input) => {
       const iter = iters[input]!;
       if (r.done) open.delete(iter);
-      else heap.push({ item: r.value, input, iter });
+      else heap.push({ item: r.value, time: r.value.time, input, iter });
     });
     while (heap.size > 0) {
       const top = heap.items[0]!;
@@ -101,6 +105,71 @@ export async function* mergeByTime<T extends TimedItem>(inputs: ReadonlyArray<As
         heap.popRoot();
       } else {
         top.item = r.value;
+        top.time = r.value.time;
+        heap.siftDownRoot();
+      }
+    }
+  } finally {
+    await Promise.allSettled([...open].map((it) => it.return?.()));
+  }
+}
+
+interface BatchHead<T> extends HeapEntry {
+  batch: readonly T[];
+  /** The input's next item: batch[pos]. */
+  pos: number;
+  readonly iter: AsyncIterator<readonly T[]>;
+}
+
+/** The next non-empty batch of an input, undefined at its end. */
+async function nextBatch<T>(iter: AsyncIterator<readonly T[]>): Promise<readonly T[] | undefined> {
+  for (;;) {
+    const r = await iter.next();
+    if (r.done) return undefined;
+    if (r.value.length > 0) return r.value;
+  }
+}
+
+/**
+ * mergeByTime over inputs that come in batches (src/replay/time-range.ts timedBatches): the same order,
+ * given out in batches — the items merged until some input's batch runs out, handed over before that
+ * input's next batch is awaited, so memory holds about one batch per input. A single input's batches
+ * pass through as they are.
+ */
+export async function* mergeBatchesByTime<T extends TimedItem>(inputs: ReadonlyArray<AsyncIterable<readonly T[]>>): AsyncGenerator<readonly T[], void, undefined> {
+  if (inputs.length === 1) {
+    yield* inputs[0]!;
+    return;
+  }
+  const iters = inputs.map((s) => s[Symbol.asyncIterator]());
+  const open = new Set(iters);
+  const heap = new HeadHeap<BatchHead<T>>();
+  try {
+    const firsts = await Promise.all(iters.map((it) => nextBatch(it)));
+    firsts.forEach((batch, input) => {
+      const iter = iters[input]!;
+      if (batch === undefined) open.delete(iter);
+      else heap.push({ batch, pos: 0, time: batch[0]!.time, input, iter });
+    });
+    let out: T[] = [];
+    while (heap.size > 0) {
+      const top = heap.items[0]!;
+      out.push(top.batch[top.pos]!);
+      if (++top.pos < top.batch.length) {
+        top.time = top.batch[top.pos]!.time;
+        heap.siftDownRoot();
+        continue;
+      }
+      yield out;
+      out = [];
+      const batch = await nextBatch(top.iter);
+      if (batch === undefined) {
+        open.delete(top.iter);
+        heap.popRoot();
+      } else {
+        top.batch = batch;
+        top.pos = 0;
+        top.time = batch[0]!.time;
         heap.siftDownRoot();
       }
     }

@@ -8,12 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { eventSchema, type EventKind } from '../core/events.ts';
 import type { BookReport, RawFrame } from '../feeds/types.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
-import { readRecords } from './formats.ts';
+import { readRecordBatches } from './formats.ts';
 import { mappedReader, type MappedReader } from './mapped-input.ts';
 import type { Mapping } from '../feeds/mapping.ts';
-import { mergeByTime } from './merge.ts';
+import { mergeBatchesByTime } from './merge.ts';
 import type { ProgressReporter } from './progress.ts';
-import { NormalizerWarmup, recordTime, timedRecords, type RangeCounts } from './time-range.ts';
+import { NormalizerWarmup, oneByOne, recordTime, timedBatches, type RangeCounts } from './time-range.ts';
 
 export type Speed = { mode: 'max' } | { mode: 'paced'; factor: number };
 
@@ -117,55 +117,58 @@ export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions
   const counts: RangeCounts = { skippedBefore: 0, skippedAfter: 0, warmupFrames: 0 };
   const inputs = options.files.map((file, i) => {
     const m = options.mappings?.[i] ?? options.mapping;
-    return timedRecords(m !== undefined ? readerFor(m)(file, { onBytes }) : readRecords(file, { onBytes }), i, range, counts);
+    return timedBatches(m !== undefined ? oneByOne(readerFor(m)(file, { onBytes })) : readRecordBatches(file, { onBytes }), i, range, counts);
   });
   // With --from, frames before it still build the normalizers' state (books): the same normalizer then
   // carries on, so the ingestor must use this one for every source.
   const warmup = options.from !== undefined ? new NormalizerWarmup(ingestor) : undefined;
-  for await (const { rec, input, warmup: beforeFrom } of mergeByTime(inputs)) {
-    if (options.signal?.aborted) {
-      aborted = true;
-      break;
-    }
-    if (rec.type === 'skip') continue;
-    const file = options.files[input]!;
-    if (beforeFrom) {
-      if (rec.type === 'frame') warmup?.warm(rec.frame);
-      continue;
-    }
-    if (rec.type === 'malformed') {
-      ingestor.reject({ recvTs: Date.now(), source: 'replay', data: rec.raw, origin: `${file}:${rec.line}` }, rec.reason);
-      continue;
-    }
-    const t = recordTime(rec);
-    if (firstTs === undefined && t !== undefined) {
-      firstTs = t;
-      wallStart = performance.now();
-      if (options.rebaseToNow) ingestor.timeShiftMs = Math.round(Date.now() - t);
-    }
-    if (factor > 0 && t !== undefined && firstTs !== undefined) {
-      const wait = wallStart + (t - firstTs) / factor - performance.now();
-      if (wait > 1) {
-        await ingestor.flush();
-        await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
+  // Records come in batches (a chunk of a file's lines): one await per batch, not per record.
+  replay: for await (const batch of mergeBatchesByTime(inputs)) {
+    for (const { rec, input, warmup: beforeFrom } of batch) {
+      if (options.signal?.aborted) {
+        aborted = true;
+        break replay;
       }
-    }
-    if (rec.type === 'frame') {
-      warmup?.register(rec.frame.source);
-      const frame: RawFrame = rec.frame.origin ? rec.frame : { ...rec.frame, origin: `${file}:${rec.line}` };
-      const sent = ingestor.push(frame); // a promise only when the buffer went out
-      if (sent !== undefined) await sent;
-    } else {
-      const parsed = eventSchema.safeParse(rec.event);
-      if (!parsed.success) {
-        const reason = `invalid canonical event: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
-        ingestor.reject({ recvTs: Date.now(), source: 'events', data: JSON.stringify(rec.event), origin: `${file}:${rec.line}` }, reason);
+      if (rec.type === 'skip') continue;
+      const file = options.files[input]!;
+      if (beforeFrom) {
+        if (rec.type === 'frame') warmup?.warm(rec.frame);
         continue;
       }
-      const sent = ingestor.pushEvent(parsed.data);
-      if (sent !== undefined) await sent;
+      if (rec.type === 'malformed') {
+        ingestor.reject({ recvTs: Date.now(), source: 'replay', data: rec.raw, origin: `${file}:${rec.line}` }, rec.reason);
+        continue;
+      }
+      const t = recordTime(rec);
+      if (firstTs === undefined && t !== undefined) {
+        firstTs = t;
+        wallStart = performance.now();
+        if (options.rebaseToNow) ingestor.timeShiftMs = Math.round(Date.now() - t);
+      }
+      if (factor > 0 && t !== undefined && firstTs !== undefined) {
+        const wait = wallStart + (t - firstTs) / factor - performance.now();
+        if (wait > 1) {
+          await ingestor.flush();
+          await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
+        }
+      }
+      if (rec.type === 'frame') {
+        warmup?.register(rec.frame.source);
+        const frame: RawFrame = rec.frame.origin ? rec.frame : { ...rec.frame, origin: `${file}:${rec.line}` };
+        const sent = ingestor.push(frame); // a promise only when the buffer went out
+        if (sent !== undefined) await sent;
+      } else {
+        const parsed = eventSchema.safeParse(rec.event);
+        if (!parsed.success) {
+          const reason = `invalid canonical event: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
+          ingestor.reject({ recvTs: Date.now(), source: 'events', data: JSON.stringify(rec.event), origin: `${file}:${rec.line}` }, reason);
+          continue;
+        }
+        const sent = ingestor.pushEvent(parsed.data);
+        if (sent !== undefined) await sent;
+      }
+      progress?.tick(ingestor.counters, totalBytes > 0 ? bytesRead / totalBytes : undefined);
     }
-    progress?.tick(ingestor.counters, totalBytes > 0 ? bytesRead / totalBytes : undefined);
   }
   await pipeline.drain();
   progress?.done();

@@ -66,29 +66,50 @@ export function recordTime(rec: ReplayRecord): number | undefined {
   return undefined;
 }
 
-/** The records of one input with their times, the range applied (see the module comment). */
-export async function* timedRecords(records: AsyncIterable<ReplayRecord>, input: number, range: TimeRange, counts: RangeCounts): AsyncGenerator<TimedRecord, void, undefined> {
+/**
+ * The records of one input with their times, the range applied (see the module comment), in batches as
+ * they are read (readRecordBatches; never empty): one await per batch, not per record.
+ */
+export async function* timedBatches(
+  batches: AsyncIterable<readonly ReplayRecord[]>,
+  input: number,
+  range: TimeRange,
+  counts: RangeCounts,
+): AsyncGenerator<TimedRecord[], void, undefined> {
   const { from, to } = range;
   let last = -Infinity;
-  for await (const rec of records) {
-    if (rec.type === 'skip') continue; // meta, configuration and sent-frame lines: never replayed
-    const own = recordTime(rec);
-    const time = own ?? last;
-    if (own !== undefined) last = own;
-    if (to !== undefined && time >= to) {
-      if (rec.type === 'frame') return; // received in order: nothing after this one is in range
-      counts.skippedAfter++;
-      continue;
+  for await (const records of batches) {
+    const out: TimedRecord[] = [];
+    for (const rec of records) {
+      if (rec.type === 'skip') continue; // meta, configuration and sent-frame lines: never replayed
+      const own = recordTime(rec);
+      const time = own ?? last;
+      if (own !== undefined) last = own;
+      if (to !== undefined && time >= to) {
+        if (rec.type === 'frame') {
+          // received in order: nothing after this one is in range
+          if (out.length > 0) yield out;
+          return;
+        }
+        counts.skippedAfter++;
+        continue;
+      }
+      if (from !== undefined && time < from) {
+        if (rec.type === 'frame') {
+          counts.warmupFrames++;
+          out.push({ time, rec, input, warmup: true });
+        } else counts.skippedBefore++;
+        continue;
+      }
+      out.push({ time, rec, input, warmup: false });
     }
-    if (from !== undefined && time < from) {
-      if (rec.type === 'frame') {
-        counts.warmupFrames++;
-        yield { time, rec, input, warmup: true };
-      } else counts.skippedBefore++;
-      continue;
-    }
-    yield { time, rec, input, warmup: false };
+    if (out.length > 0) yield out;
   }
+}
+
+/** Records one at a time as batches of one (inputs read record by record, e.g. mapped CSV / JSON lines). */
+export async function* oneByOne<T>(items: AsyncIterable<T>): AsyncGenerator<T[], void, undefined> {
+  for await (const item of items) yield [item];
 }
 
 /**

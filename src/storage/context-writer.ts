@@ -25,6 +25,15 @@ import type { Store } from './types.ts';
 export const QUOTE_THINNING_MS = 100;
 const MAX_THINNING_KEYS = 100_000;
 
+/**
+ * Batching of the context inserts (the store side's settings, or these when larger). Measured on chdb
+ * 3.4: an insert costs ~13 ms of CPU whatever its size (a new part per table), against ~4 µs per row,
+ * so a replay's ~13k rows of the Binance capture took 8 inserts at the findings' 250 ms (over half the
+ * context's cost) and take 2 at these. Nothing waits for context rows but the context queries, where a
+ * second is no loss; 50k rows held is ~15 MB, below the 100k rows the store side lets wait anyway.
+ */
+export const CONTEXT_BATCH = { maxRows: 50_000, maxDelayMs: 1_000 } as const;
+
 export interface ContextCounters {
   trades: number;
   quotes: number;
@@ -39,8 +48,10 @@ export interface ContextCounters {
 
 export class ContextWriter extends BatchWriter<ContextEvent> {
   readonly taken: ContextCounters = { trades: 0, quotes: 0, transactions: 0, quotesThinned: 0, skipped: 0, dropped: 0 };
-  /** run \u0000 venue \u0000 symbol → the 100 ms bucket of the last quote kept. */
-  private readonly lastQuoteBucket = new Map<string, number>();
+  /** run → venue → symbol → the 100 ms bucket of the last quote kept (nested: no key string per quote). */
+  private readonly lastQuoteBucket = new Map<string, Map<string, Map<string, number>>>();
+  /** Entries in lastQuoteBucket. */
+  private thinningKeys = 0;
 
   constructor(store: Pick<Store, 'insertContext'>, options?: BatchWriterOptions) {
     super('context writer', (rows) => store.insertContext(rows), options);
@@ -68,15 +79,22 @@ export class ContextWriter extends BatchWriter<ContextEvent> {
           break;
         case 'quote': {
           const q = event as Quote;
-          const key = `${runId}\u0000${q.venue}\u0000${q.symbol}`;
           const bucket = Math.floor(q.ts / QUOTE_THINNING_MS);
-          const last = this.lastQuoteBucket.get(key);
+          let symbols = this.symbolBuckets(runId, q.venue);
+          const last = symbols.get(q.symbol);
           if (last !== undefined && bucket <= last) {
             this.taken.quotesThinned++;
             break;
           }
-          if (last === undefined && this.lastQuoteBucket.size >= MAX_THINNING_KEYS) this.lastQuoteBucket.clear();
-          this.lastQuoteBucket.set(key, bucket);
+          if (last === undefined) {
+            if (this.thinningKeys >= MAX_THINNING_KEYS) {
+              this.lastQuoteBucket.clear();
+              this.thinningKeys = 0;
+              symbols = this.symbolBuckets(runId, q.venue);
+            }
+            this.thinningKeys++;
+          }
+          symbols.set(q.symbol, bucket);
           this.taken.quotes++;
           rows.push({ runId, event: q });
           break;
@@ -87,6 +105,15 @@ export class ContextWriter extends BatchWriter<ContextEvent> {
     }
     if (rows.length > 0) this.write(rows);
     return rows.length;
+  }
+
+  /** The thinning state of one run and venue: symbol → bucket of the last quote kept. */
+  private symbolBuckets(runId: string, venue: string): Map<string, number> {
+    let venues = this.lastQuoteBucket.get(runId);
+    if (venues === undefined) this.lastQuoteBucket.set(runId, (venues = new Map()));
+    let symbols = venues.get(venue);
+    if (symbols === undefined) venues.set(venue, (symbols = new Map()));
+    return symbols;
   }
 
   /** Counts messages left out because the store was too far behind (the caller decided to drop them). */
