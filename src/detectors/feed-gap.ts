@@ -18,8 +18,10 @@
  * the feed) and `stale` (the adapter's own silence timer) markers are reported as findings when they arrive
  * (reportMarkers), once per marker.
  *
- * Cost per event: O(log n) plus a memmove within the sorted gaps (≤ maxSamples doubles, 16 KB at the
- * default); the quantile is O(1); the marker list (≤ 64) is only scanned when a marker is as recent as the gap.
+ * Cost per event: O(log n) plus a memmove of the sorted gaps between the one evicted and the one added
+ * (QuantileWindow; ≤ maxSamples doubles); the quantile is O(1); no allocation (the last event's ref is
+ * kept as its parts and built only for a finding or the JSON); the marker list (≤ 64) is only scanned when
+ * a marker is as recent as the gap.
  *
  * Blind spot: no timers in the streaming path, so silence is only seen when data of that kind resumes or a
  * status marker arrives. (Data of the other kind cannot be used as a clock: topics are not ordered with each
@@ -29,7 +31,7 @@ import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type FeedStatus, type Quote, type Severity, type Trade } from '../core/events.ts';
 import { findingCooling } from './cooldown.ts';
 import { formatDuration, formatTime, formatTimes, round } from './format.ts';
-import { RobustWindow, num, numOrNull, strOrNull } from './market-common.ts';
+import { QuantileWindow, num, numOrNull, strOrNull } from './market-common.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
 /** Distinct status markers remembered per key (for deduplication of copies and lookup by time). */
@@ -70,8 +72,13 @@ type StreamKind = 'trade' | 'quote';
 
 interface Stream {
   lastTs: number | null;
+  /** eventRef of the last event: built on demand from the parts below (null: none, or not built yet). */
   lastRef: string | null;
-  gaps: RobustWindow;
+  /** The last event's venue, symbol and id (tradeId, or quote seq ?? ts); id null when lastRef is all there is. */
+  refVenue: string;
+  refSymbol: string;
+  refId: string | number | null;
+  gaps: QuantileWindow;
   /** Cached quantile of gaps (NaN when empty). */
   cadence: number;
   events: number;
@@ -112,7 +119,10 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
   const newStream = (): Stream => ({
     lastTs: null,
     lastRef: null,
-    gaps: new RobustWindow(windowMs, maxSamples),
+    refVenue: '',
+    refSymbol: '',
+    refId: null,
+    gaps: new QuantileWindow(windowMs, maxSamples),
     cadence: Number.NaN,
     events: 0,
     late: 0,
@@ -136,6 +146,18 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
 
   const plural = (k: StreamKind): string => (k === 'trade' ? 'trades' : 'quotes');
 
+  /** eventRef from a stream's saved parts, or its ref as restored from JSON (null: no event yet). */
+  const refOfParts = (kind: StreamKind, ref: string | null, venue: string, symbol: string, id: string | number | null): string | null => {
+    if (ref !== null || id === null) return ref;
+    return kind === 'trade'
+      ? eventRef({ kind: 'trade', venue, symbol, tradeId: id } as Trade)
+      : eventRef({ kind: 'quote', venue, symbol, seq: id, ts: id } as Quote);
+  };
+
+  /** eventRef of the stream's last event (built once, on demand). */
+  const lastRefOf = (st: Stream, kind: StreamKind): string | null =>
+    (st.lastRef = refOfParts(kind, st.lastRef, st.refVenue, st.refSymbol, st.refId));
+
   const onData = (s: FeedGapState, kind: StreamKind, ev: Trade | Quote, out: FindingDraft[]): void => {
     const st = s[kind];
     const ts = ev.ts;
@@ -144,12 +166,18 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
       st.late++;
       return;
     }
-    const ref = eventRef(ev);
     st.events++;
     const prev = st.lastTs;
+    // The previous event's ref parts, for a finding about the gap that ends here.
+    const prevVenue = st.refVenue;
+    const prevSymbol = st.refSymbol;
+    const prevId = st.refId;
     const prevRef = st.lastRef;
     st.lastTs = ts;
-    st.lastRef = ref;
+    st.lastRef = null;
+    st.refVenue = ev.venue;
+    st.refSymbol = ev.symbol;
+    st.refId = ev.kind === 'trade' ? ev.tradeId : (ev.seq ?? ev.ts);
     if (prev === null) return;
     const gap = ts - prev;
 
@@ -175,12 +203,12 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
         for (const m of disrupt) m.reported = true;
         if (reportDisconnects && !already && !cooled(s.lastOutageTs, ts)) {
           s.lastOutageTs = ts;
-          out.push(finding(s, ev, kind, st, prev, prevRef, gap, limit, first, notes, 'low'));
+          out.push(finding(s, ev, kind, st, prev, refOfParts(kind, prevRef, prevVenue, prevSymbol, prevId), gap, limit, first, notes, 'low'));
         }
       } else if (!findingCooling(st, ts, cooldownMs)) {
         const x = gap / limit;
         const severity: Severity = x >= 20 ? 'critical' : x >= 4 ? 'high' : 'medium';
-        out.push(finding(s, ev, kind, st, prev, prevRef, gap, limit, undefined, notes, severity));
+        out.push(finding(s, ev, kind, st, prev, refOfParts(kind, prevRef, prevVenue, prevSymbol, prevId), gap, limit, undefined, notes, severity));
       }
       return; // an anomalous gap is not cadence
     }
@@ -241,7 +269,7 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
         },
         baseline: {
           cadenceMs: round(st.cadence, 3),
-          medianGapMs: round(st.gaps.sorted.median(), 3),
+          medianGapMs: round(st.gaps.median(), 3),
           samples: st.gaps.size,
           events: st.events,
         },
@@ -304,9 +332,9 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     });
   };
 
-  const streamJSON = (st: Stream): unknown => ({
+  const streamJSON = (st: Stream, kind: StreamKind): unknown => ({
     lastTs: st.lastTs,
-    lastRef: st.lastRef,
+    lastRef: lastRefOf(st, kind),
     gaps: st.gaps.toJSON(),
     events: st.events,
     late: st.late,
@@ -319,7 +347,7 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     const st = newStream();
     st.lastTs = numOrNull(j.lastTs, `feed_gap: ${what}.lastTs`);
     st.lastRef = strOrNull(j.lastRef, `feed_gap: ${what}.lastRef`);
-    st.gaps = RobustWindow.restore(j.gaps, windowMs, maxSamples, `feed_gap: ${what}`);
+    st.gaps = QuantileWindow.restore(j.gaps, windowMs, maxSamples, `feed_gap: ${what}`);
     st.cadence = st.gaps.quantile(quantile);
     st.events = num(j.events, `feed_gap: ${what}.events`, 0);
     st.late = num(j.late, `feed_gap: ${what}.late`, 0);
@@ -340,8 +368,8 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
       return {
         v: 1,
         key: s.key,
-        trade: streamJSON(s.trade),
-        quote: streamJSON(s.quote),
+        trade: streamJSON(s.trade, 'trade'),
+        quote: streamJSON(s.quote, 'quote'),
         markers: s.markers.map((m) => ({ ...m })),
         lastMarkerTs: s.lastMarkerTs,
         lastOutageTs: s.lastOutageTs,

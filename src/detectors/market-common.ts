@@ -127,6 +127,236 @@ export class RobustWindow {
   }
 }
 
+/**
+ * RobustWindow's samples and JSON (TimeWindow semantics: after push(ts, …) / expire(now) it holds the
+ * samples with ts > horizon − windowMs, at most maxSamples, the newest) for a baseline pushed on every
+ * event and read only through quantiles (feed_gap's inter-arrival times). Once full, each push evicts one
+ * sample and inserts one: `replace` moves only the sorted values strictly between the two (a sorted
+ * window's remove + insert would move everything above each, twice per event; with inter-arrival times,
+ * mostly small and tied, that memmove was most of feed_gap's cost). Quantiles use SortedWindow's exact
+ * arithmetic (simple-statistics quantileSorted), so results are bit-identical to RobustWindow's.
+ */
+export class QuantileWindow {
+  private readonly windowMs: number;
+  private readonly maxSamples: number;
+  /** Ring of (ts, value), oldest at head; grown by doubling up to maxSamples. */
+  private tss: Float64Array;
+  private vals: Float64Array;
+  private head = 0;
+  private n = 0;
+  private horizonTs = Number.NEGATIVE_INFINITY;
+  /** The values, ascending: the ring's n, plus during a push the evicted one(s) not yet taken out. */
+  private sorted: Float64Array;
+  private sn = 0;
+
+  constructor(windowMs: number, maxSamples: number) {
+    if (!(windowMs > 0)) throw new RangeError(`QuantileWindow: windowMs must be > 0 (got ${windowMs})`);
+    if (!Number.isInteger(maxSamples) || maxSamples < 1) throw new RangeError(`QuantileWindow: maxSamples must be a positive integer (got ${maxSamples})`);
+    this.windowMs = windowMs;
+    this.maxSamples = maxSamples;
+    const alloc = Math.min(maxSamples, 16);
+    this.tss = new Float64Array(alloc);
+    this.vals = new Float64Array(alloc);
+    this.sorted = new Float64Array(alloc);
+  }
+
+  get size(): number {
+    return this.n;
+  }
+
+  /** Adds a sample at event time ts, evicting what falls out of the window (by time, then by count). */
+  push(ts: number, v: number): void {
+    if (!Number.isFinite(ts)) throw new RangeError(`QuantileWindow.push: non-finite ts ${ts}`);
+    if (Number.isNaN(v)) throw new RangeError('QuantileWindow.push: NaN');
+    // The first value evicted is replaced by v in one move; any others are removed.
+    let out = Number.NaN;
+    if (ts > this.horizonTs) this.horizonTs = ts;
+    const cutoff = this.horizonTs - this.windowMs;
+    while (this.n > 0 && (this.tss[this.head] as number) <= cutoff) {
+      const x = this.shiftOne();
+      if (Number.isNaN(out)) out = x;
+      else this.removeSorted(x);
+    }
+    if (this.n === this.maxSamples) {
+      const x = this.shiftOne();
+      if (Number.isNaN(out)) out = x;
+      else this.removeSorted(x);
+    }
+    let cap = this.tss.length;
+    if (this.n === cap) {
+      this.grow();
+      cap = this.tss.length;
+    }
+    let k = this.head + this.n;
+    if (k >= cap) k -= cap;
+    this.tss[k] = ts;
+    this.vals[k] = v;
+    if (Number.isNaN(out)) this.insertSorted(v);
+    else this.replaceSorted(out, v);
+    this.n += 1;
+  }
+
+  /** Evicts samples older than now − windowMs. */
+  expire(now: number): void {
+    if (now > this.horizonTs) this.horizonTs = now;
+    const cutoff = this.horizonTs - this.windowMs;
+    while (this.n > 0 && (this.tss[this.head] as number) <= cutoff) this.removeSorted(this.shiftOne());
+  }
+
+  /** SortedWindow.quantile: simple-statistics quantileSorted (type 7) over the window; NaN when empty. */
+  quantile(p: number): number {
+    if (!(p >= 0 && p <= 1)) throw new RangeError(`QuantileWindow.quantile: p must be in [0, 1] (got ${p})`);
+    const n = this.n;
+    if (n === 0) return Number.NaN;
+    const b = this.sorted;
+    if (p === 1) return b[n - 1] as number;
+    if (p === 0) return b[0] as number;
+    const idx = (n - 1) * p;
+    if (idx % 1 !== 0) {
+      const lower = Math.floor(idx);
+      const upper = Math.ceil(idx);
+      const fraction = idx - lower;
+      const lo = b[lower] as number;
+      return lo + fraction * ((b[upper] as number) - lo);
+    }
+    return b[idx] as number;
+  }
+
+  median(): number {
+    return this.quantile(0.5);
+  }
+
+  /** RobustWindow's JSON: horizon (null before any time), times and values oldest → newest. */
+  toJSON(): RobustWindowJSON {
+    const ts: number[] = [];
+    const values: number[] = [];
+    const cap = this.tss.length;
+    for (let i = 0, k = this.head; i < this.n; i++, k = k + 1 === cap ? 0 : k + 1) {
+      ts.push(this.tss[k] as number);
+      values.push(this.vals[k] as number);
+    }
+    return { horizon: Number.isFinite(this.horizonTs) ? this.horizonTs : null, ts, values };
+  }
+
+  /** RobustWindow.restore's rebuild (same checks and messages) into a QuantileWindow. */
+  static restore(json: unknown, windowMs: number, maxSamples: number, what: string): QuantileWindow {
+    const j = json as Partial<RobustWindowJSON> | null;
+    if (!j || typeof j !== 'object' || !Array.isArray(j.ts) || !Array.isArray(j.values) || j.ts.length !== j.values.length) {
+      throw new TypeError(`${what}: baseline JSON must be { horizon, ts[], values[] }`);
+    }
+    const w = new QuantileWindow(windowMs, maxSamples);
+    for (let i = 0; i < j.ts.length; i++) {
+      const t = j.ts[i];
+      const v = j.values[i];
+      if (typeof t !== 'number' || !Number.isFinite(t) || typeof v !== 'number' || !Number.isFinite(v)) {
+        throw new TypeError(`${what}: baseline samples must be finite numbers`);
+      }
+      w.push(t, v);
+    }
+    if (j.horizon !== null && j.horizon !== undefined) {
+      if (typeof j.horizon !== 'number' || !Number.isFinite(j.horizon)) throw new TypeError(`${what}: baseline horizon must be a number or null`);
+      w.expire(j.horizon);
+    }
+    return w;
+  }
+
+  /** Drops the oldest sample from the ring (not from the sorted values); returns its value. */
+  private shiftOne(): number {
+    const h = this.head;
+    const x = this.vals[h] as number;
+    this.head = h + 1 === this.tss.length ? 0 : h + 1;
+    this.n -= 1;
+    return x;
+  }
+
+  private grow(): void {
+    const cap = this.tss.length;
+    const next = Math.min(this.maxSamples, cap * 2);
+    const tss = new Float64Array(next);
+    const vals = new Float64Array(next);
+    for (let i = 0, k = this.head; i < this.n; i++, k = k + 1 === cap ? 0 : k + 1) {
+      tss[i] = this.tss[k] as number;
+      vals[i] = this.vals[k] as number;
+    }
+    this.tss = tss;
+    this.vals = vals;
+    this.head = 0;
+    const sorted = new Float64Array(next);
+    sorted.set(this.sorted.subarray(0, this.sn));
+    this.sorted = sorted;
+  }
+
+  /** First index in [from, to) of the sorted values whose value is >= x (to when none). */
+  private lowerBound(x: number, from: number, to: number): number {
+    const b = this.sorted;
+    let lo = from;
+    let hi = to;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((b[mid] as number) < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** First index in [from, to) of the sorted values whose value is > x (to when none). */
+  private upperBound(x: number, from: number, to: number): number {
+    const b = this.sorted;
+    let lo = from;
+    let hi = to;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((b[mid] as number) <= x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private insertSorted(x: number): void {
+    const m = this.sn;
+    const i = this.upperBound(x, 0, m);
+    this.sorted.copyWithin(i + 1, i, m);
+    this.sorted[i] = x;
+    this.sn = m + 1;
+  }
+
+  private removeSorted(x: number): void {
+    const m = this.sn;
+    const i = this.lowerBound(x, 0, m);
+    if (i >= m || this.sorted[i] !== x) return;
+    this.sorted.copyWithin(i, i + 1, m);
+    this.sn = m - 1;
+  }
+
+  /** Removes one x and inserts y, moving only the values strictly between them. */
+  private replaceSorted(x: number, y: number): void {
+    if (x === y) return;
+    const m = this.sn;
+    const b = this.sorted;
+    if (x < y) {
+      // The last x leaves; the values in (x, y) shift down one; y goes just below the first value >= y.
+      const i = this.upperBound(x, 0, m) - 1;
+      if (i < 0 || b[i] !== x) {
+        this.insertSorted(y);
+        return;
+      }
+      const j = this.lowerBound(y, i + 1, m); // b[i] = x < y
+      b.copyWithin(i, i + 1, j);
+      b[j - 1] = y;
+    } else {
+      // The first x leaves; the values in (y, x) shift up one; y goes just after the last value <= y.
+      const i = this.lowerBound(x, 0, m);
+      if (i >= m || b[i] !== x) {
+        this.insertSorted(y);
+        return;
+      }
+      const j = this.upperBound(y, 0, i); // b[i] = x > y
+      b.copyWithin(j + 1, j, i);
+      b[j] = y;
+    }
+  }
+}
+
 /** Validation helpers for fromJSON. */
 export function numOrNull(x: unknown, what: string): number | null {
   if (x === null || x === undefined) return null;

@@ -378,7 +378,8 @@ function makeInstance(params: PumpAndDumpParams, ruleId: string): DetectorInstan
       return;
     }
     s.trades += 1;
-    const ref = eventRef(t);
+    // eventRef(t), built only when this trade becomes the interval's low or high (most trades don't).
+    let ref: string | undefined;
     decayTo(s, ts);
     if (s.curIdx === null || idx > s.curIdx) {
       if (s.curIdx !== null) closeInterval(s);
@@ -386,17 +387,17 @@ function makeInstance(params: PumpAndDumpParams, ruleId: string): DetectorInstan
       s.curIdx = idx;
       s.curMin = s.curMax = price;
       s.curMinTs = s.curMaxTs = ts;
-      s.curMinRef = s.curMaxRef = ref;
+      s.curMinRef = s.curMaxRef = eventRef(t);
     } else {
       if (price < s.curMin) {
         s.curMin = price;
         s.curMinTs = ts;
-        s.curMinRef = ref;
+        s.curMinRef = ref ??= eventRef(t);
       }
       if (price > s.curMax) {
         s.curMax = price;
         s.curMaxTs = ts;
-        s.curMaxRef = ref;
+        s.curMaxRef = ref ??= eventRef(t);
       }
     }
     s.curClose = price;

@@ -6,8 +6,12 @@
  * The rule's per-key state wraps the detector's: { d: detector state, wm: the key's watermark (largest
  * event time seen), late: events too late to use, cd: last finding time per finding key (cooldown) }.
  * Everything is event time, so replays behave exactly as live.
+ *
+ * Per event the wrapper does a few comparisons and no allocation: per-kind watermarks are an array indexed
+ * by the detector's data kinds (a keyed property per event was a measurable share of the rule's cost);
+ * the JSON keeps its `wk` object, keys in the order the kinds were first seen.
  */
-import type { CanonicalEvent, Severity } from '../core/events.ts';
+import type { CanonicalEvent, EventKind, Severity } from '../core/events.ts';
 import type { DetectorInstance, FindingDraft, RiskSignal } from './types.ts';
 
 export interface RuleScope {
@@ -55,7 +59,13 @@ export interface RuleState {
    * come from different topics, which may run apart: one must not make the other's events late).
    */
   wm: number;
-  wk?: Record<string, number>;
+  /**
+   * Per data kind (detectors reading several): watermark by the kind's index among the detector's data
+   * kinds (−Infinity: none yet), and the indexes in the order first seen (the JSON's `wk` key order).
+   * Present from the key's first data event, as the JSON's `wk` is.
+   */
+  wv?: number[];
+  wo?: number[];
   late: number;
   /** Finding key → event time of its last finding (cooldown); bounded. */
   cd?: Record<string, number>;
@@ -133,7 +143,47 @@ export function applyRule(inner: DetectorInstance, settings: RuleSettings): Rule
   const { allowedLatenessMs, cooldownMs, severity, suppress, rulesVersion } = settings;
   const counters: RuleCounters = { late: 0, outOfScope: 0, cooledDown: 0, suppressed: 0 };
   const drafts: FindingDraft[] = [];
-  const perKind = inner.kinds.filter((k) => k !== 'status').length > 1;
+  const dataKinds: readonly EventKind[] = inner.kinds.filter((k) => k !== 'status');
+  const perKind = dataKinds.length > 1;
+  const kind0 = dataKinds[0];
+  const kind1 = dataKinds[1];
+
+  /** The detector's drafts of one event through cooldown, suppression and severity mapping into `out`. */
+  const emit = (state: RuleState, out: FindingDraft[]): void => {
+    for (const f of drafts) {
+      if (cooldownMs > 0) {
+        const cd = (state.cd ??= {});
+        const last = cd[f.key];
+        if (last !== undefined && f.ts - last < cooldownMs && f.ts >= last) {
+          counters.cooledDown++;
+          continue;
+        }
+        if (last === undefined) {
+          const keys = Object.keys(cd);
+          if (keys.length >= MAX_COOLDOWN_KEYS) {
+            let oldest = keys[0] as string;
+            for (const k of keys) if ((cd[k] as number) < (cd[oldest] as number)) oldest = k;
+            delete cd[oldest];
+          }
+        }
+        cd[f.key] = f.ts;
+      }
+      if (suppressedBy(suppress, f)) {
+        counters.suppressed++;
+        continue;
+      }
+      f.severity = mapSeverity(severity, f.score, f.severity);
+      f.rulesVersion = rulesVersion;
+      out.push(f);
+    }
+    drafts.length = 0;
+  };
+
+  /** The key's per-kind watermarks, on its first data event. */
+  const newKindWatermarks = (state: RuleState): number[] => {
+    state.wo = [];
+    return (state.wv = dataKinds.map(() => Number.NEGATIVE_INFINITY));
+  };
 
   const instance: RuleInstance = {
     name: inner.name,
@@ -152,13 +202,19 @@ export function applyRule(inner: DetectorInstance, settings: RuleSettings): Rule
       // Status markers are Vigil's own, copied into each stream: never late.
       if (ev.kind !== 'status') {
         if (perKind) {
-          const wk = (state.wk ??= {});
-          const wm = wk[ev.kind] ?? Number.NEGATIVE_INFINITY;
-          if (ts > wm) wk[ev.kind] = ts;
-          else if (ts < wm - allowedLatenessMs) {
-            state.late++;
-            counters.late++;
-            return;
+          const kind = ev.kind;
+          const i = kind === kind0 ? 0 : kind === kind1 ? 1 : dataKinds.indexOf(kind);
+          const wv = state.wv ?? newKindWatermarks(state);
+          if (i >= 0) {
+            const wm = wv[i] as number;
+            if (ts > wm) {
+              if (wm === Number.NEGATIVE_INFINITY) (state.wo as number[]).push(i);
+              wv[i] = ts;
+            } else if (ts < wm - allowedLatenessMs) {
+              state.late++;
+              counters.late++;
+              return;
+            }
           }
         }
         if (ts > state.wm) state.wm = ts;
@@ -170,38 +226,16 @@ export function applyRule(inner: DetectorInstance, settings: RuleSettings): Rule
       }
       inner.onEvent(state.d, ev, drafts, signals);
       if (drafts.length === 0) return;
-      for (const f of drafts) {
-        if (cooldownMs > 0) {
-          const cd = (state.cd ??= {});
-          const last = cd[f.key];
-          if (last !== undefined && f.ts - last < cooldownMs && f.ts >= last) {
-            counters.cooledDown++;
-            continue;
-          }
-          if (last === undefined) {
-            const keys = Object.keys(cd);
-            if (keys.length >= MAX_COOLDOWN_KEYS) {
-              let oldest = keys[0] as string;
-              for (const k of keys) if ((cd[k] as number) < (cd[oldest] as number)) oldest = k;
-              delete cd[oldest];
-            }
-          }
-          cd[f.key] = f.ts;
-        }
-        if (suppressedBy(suppress, f)) {
-          counters.suppressed++;
-          continue;
-        }
-        f.severity = mapSeverity(severity, f.score, f.severity);
-        f.rulesVersion = rulesVersion;
-        out.push(f);
-      }
-      drafts.length = 0;
+      emit(state, out);
     },
     toJSON: (s) => {
       const j: Record<string, unknown> = { v: 1, d: inner.toJSON(s.d), wm: Number.isFinite(s.wm) ? s.wm : null, late: s.late };
       if (s.cd) j.cd = s.cd;
-      if (s.wk) j.wk = s.wk;
+      if (s.wv && s.wo) {
+        const wk: Record<string, number> = {};
+        for (const i of s.wo) wk[dataKinds[i] as string] = s.wv[i] as number;
+        j.wk = wk;
+      }
       return j;
     },
     fromJSON(json: unknown): RuleState {
@@ -209,7 +243,15 @@ export function applyRule(inner: DetectorInstance, settings: RuleSettings): Rule
       if (!j || j.v !== 1 || !('d' in j)) throw new TypeError(`${inner.name}: state JSON is not a v1 rule state`);
       const s: RuleState = { d: inner.fromJSON(j.d), wm: typeof j.wm === 'number' ? j.wm : Number.NEGATIVE_INFINITY, late: j.late ?? 0 };
       if (j.cd) s.cd = { ...j.cd };
-      if (j.wk) s.wk = { ...j.wk };
+      if (j.wk) {
+        const wv = newKindWatermarks(s);
+        for (const [kind, ts] of Object.entries(j.wk)) {
+          const i = dataKinds.indexOf(kind as EventKind);
+          if (i < 0 || typeof ts !== 'number' || wv[i] !== Number.NEGATIVE_INFINITY) continue; // not a data kind of this detector
+          wv[i] = ts;
+          (s.wo as number[]).push(i);
+        }
+      }
       return s;
     },
   };

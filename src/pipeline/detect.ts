@@ -97,6 +97,12 @@ interface Slot {
   /** The last run looked up (almost always the default one), to skip a Map lookup per event. */
   lastRunId: string | undefined;
   lastRun: Map<string, Entry> | undefined;
+  /**
+   * The last key looked up in lastRun and its entry (a batch is mostly one instrument's events), to skip
+   * the key lookup too; cleared when the run changes or that entry leaves memory.
+   */
+  lastKey: string | undefined;
+  lastEntry: Entry | undefined;
   /** Rules changed: states loaded from a by-reference store were made by the previous instance. */
   migrateLoaded?: boolean;
 }
@@ -264,7 +270,7 @@ export class DetectorRunner {
 
   private newSlot(detector: DetectorInstance): Slot {
     this.counters.findings[detector.name] ??= 0;
-    return { detector, runs: new Map(), lastRunId: undefined, lastRun: undefined };
+    return { detector, runs: new Map(), lastRunId: undefined, lastRun: undefined, lastKey: undefined, lastEntry: undefined };
   }
 
   private rebuildDispatch(): void {
@@ -357,6 +363,8 @@ export class DetectorRunner {
     if (!map) slot.runs.set(runId, (map = new Map()));
     slot.lastRunId = runId;
     slot.lastRun = map;
+    slot.lastKey = undefined;
+    slot.lastEntry = undefined;
     return map;
   }
 
@@ -433,11 +441,21 @@ export class DetectorRunner {
     const started = metrics === undefined ? 0 : performance.now();
     // Detector and trigger recvTs of the batch's findings (event-to-finding latency).
     const latencies: Latency[] | undefined = this.latency ? [] : undefined;
+    // The slots of the last (view, kind) seen: a batch is one topic, mostly one kind and view.
+    let lastView: string | undefined;
+    let lastKind: EventKind | undefined;
+    let lastSlots: Slot[] | undefined;
     for (const m of messages) {
       const ev = m.value;
       const headers = m.headers;
       const view = headers?.[VIEW_HEADER] ?? '';
-      const slots = dispatch?.get(view)?.get(ev.kind);
+      let slots: Slot[] | undefined;
+      if (ev.kind === lastKind && view === lastView) slots = lastSlots;
+      else {
+        slots = lastSlots = dispatch?.get(view)?.get(ev.kind);
+        lastKind = ev.kind;
+        lastView = view;
+      }
       // Every transaction and view copy gets its record, also in a view no rule reads (score 0), so a
       // caller waiting for a transaction's score (scoring.ts) knows how many records will come.
       let rec: RiskRecord | undefined;
@@ -460,7 +478,7 @@ export class DetectorRunner {
         const slot = slots[i] as Slot;
         const keys = slot.lastRunId === runId && slot.lastRun !== undefined ? slot.lastRun : this.runMap(slot, runId);
         const key = slot.detector.keyOf === undefined ? m.key : slot.detector.keyOf(ev);
-        let e = keys.get(key);
+        let e = slot.lastEntry !== undefined && slot.lastKey === key ? slot.lastEntry : keys.get(key);
         let ready = true;
         if (e === undefined) {
           e = { slot, ref: { runId, detector: slot.detector.name, ruleId: slot.detector.ruleId, key }, state: undefined, loading: undefined, lastSeen: wm, part, dirty: false, stored: false };
@@ -472,6 +490,8 @@ export class DetectorRunner {
           if (e.loading !== undefined) (pending ??= new Set()).add(e.loading);
           ready = false;
         }
+        slot.lastKey = key;
+        slot.lastEntry = e;
         // Claimed by this partition from now on, so another partition's sweep can't evict it mid-batch.
         e.lastSeen = wm;
         e.part = part;
@@ -606,6 +626,10 @@ export class DetectorRunner {
     for (const e of entries) {
       const keys = e.slot.runs.get(e.ref.runId);
       if (keys?.get(e.ref.key) === e) keys.delete(e.ref.key);
+      if (e.slot.lastEntry === e) {
+        e.slot.lastEntry = undefined;
+        e.slot.lastKey = undefined;
+      }
       e.dirty = false;
     }
   }
@@ -643,6 +667,10 @@ export class DetectorRunner {
         for (const [key, e] of keys) {
           if (e.loading !== undefined || e.dirty || (this.byReference && !e.stored) || !filter(e)) continue;
           keys.delete(key);
+          if (slot.lastEntry === e) {
+            slot.lastEntry = undefined;
+            slot.lastKey = undefined;
+          }
           n++;
         }
         if (keys.size === 0 && runId !== this.runId) {
@@ -650,6 +678,8 @@ export class DetectorRunner {
           if (slot.lastRun === keys) {
             slot.lastRun = undefined;
             slot.lastRunId = undefined;
+            slot.lastKey = undefined;
+            slot.lastEntry = undefined;
           }
         }
       }
