@@ -170,10 +170,13 @@ class DirectRules {
   onEvent(ev: CanonicalEvent): void {
     const slots = this.byKind.get(ev.kind);
     if (slots === undefined) return;
+    // The default key and the view copies once per event, as the runner gets them (the transport's key).
+    let base: string | undefined;
+    let views: ReturnType<typeof eventViews> | null = null;
     for (const { det, states } of slots) {
       let key: string | undefined;
-      if (det.view !== undefined) key = eventViews(ev)?.find((v) => v.view === det.view)?.key;
-      else key = det.keyOf ? det.keyOf(ev) : eventKey(ev);
+      if (det.view !== undefined) key = (views ??= eventViews(ev))?.find((v) => v.view === det.view)?.key;
+      else key = det.keyOf ? det.keyOf(ev) : (base ??= eventKey(ev));
       if (key === undefined) continue;
       let s = states.get(key);
       if (s === undefined) states.set(key, (s = det.newState(key)));
