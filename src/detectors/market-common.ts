@@ -4,7 +4,7 @@
  */
 import type { Quote } from '../core/events.ts';
 import { TimeWindow } from '../stats/event-window.ts';
-import { SortedWindow } from '../stats/sorted-window.ts';
+import { SortedWindow, quantileOfSorted } from '../stats/sorted-window.ts';
 import { formatFixed } from './format.ts';
 
 /** Scales MAD to a standard deviation for normally distributed data. */
@@ -205,21 +205,7 @@ export class QuantileWindow {
 
   /** SortedWindow.quantile: simple-statistics quantileSorted (type 7) over the window; NaN when empty. */
   quantile(p: number): number {
-    if (!(p >= 0 && p <= 1)) throw new RangeError(`QuantileWindow.quantile: p must be in [0, 1] (got ${p})`);
-    const n = this.n;
-    if (n === 0) return Number.NaN;
-    const b = this.sorted;
-    if (p === 1) return b[n - 1] as number;
-    if (p === 0) return b[0] as number;
-    const idx = (n - 1) * p;
-    if (idx % 1 !== 0) {
-      const lower = Math.floor(idx);
-      const upper = Math.ceil(idx);
-      const fraction = idx - lower;
-      const lo = b[lower] as number;
-      return lo + fraction * ((b[upper] as number) - lo);
-    }
-    return b[idx] as number;
+    return quantileOfSorted(this.sorted, this.n, p, 'QuantileWindow.quantile');
   }
 
   median(): number {

@@ -100,21 +100,7 @@ export class SortedWindow {
 
   /** simple-statistics `quantileSorted` over the current contents (type 7). NaN when empty. */
   quantile(p: number): number {
-    if (!(p >= 0 && p <= 1)) throw new RangeError(`SortedWindow.quantile: p must be in [0, 1] (got ${p})`);
-    const n = this.n;
-    if (n === 0) return Number.NaN;
-    const b = this.buf;
-    if (p === 1) return b[n - 1] as number;
-    if (p === 0) return b[0] as number;
-    const idx = (n - 1) * p;
-    if (idx % 1 !== 0) {
-      const lower = Math.floor(idx);
-      const upper = Math.ceil(idx);
-      const fraction = idx - lower;
-      const lo = b[lower] as number;
-      return lo + fraction * ((b[upper] as number) - lo);
-    }
-    return b[idx] as number;
+    return quantileOfSorted(this.buf, this.n, p, 'SortedWindow.quantile');
   }
 
   /** Median (quantile 0.5, the same arithmetic as simple-statistics). NaN when empty. */
@@ -198,4 +184,23 @@ export class SortedWindow {
     w.n = vals.length;
     return w;
   }
+}
+
+/**
+ * simple-statistics `quantileSorted` (type 7) over the first n values of a sorted buffer, with the very
+ * same arithmetic (so results are bit-identical to the oracle); NaN when n is 0.
+ */
+export function quantileOfSorted(b: ArrayLike<number>, n: number, p: number, what: string): number {
+  if (!(p >= 0 && p <= 1)) throw new RangeError(`${what}: p must be in [0, 1] (got ${p})`);
+  if (n === 0) return Number.NaN;
+  if (p === 1) return b[n - 1] as number;
+  if (p === 0) return b[0] as number;
+  const idx = (n - 1) * p;
+  if (idx % 1 !== 0) {
+    const lower = Math.floor(idx);
+    const fraction = idx - lower;
+    const lo = b[lower] as number;
+    return lo + fraction * ((b[Math.ceil(idx)] as number) - lo);
+  }
+  return b[idx] as number;
 }
