@@ -105,23 +105,8 @@ export class RobustWindow {
    * this window would hold had it seen the same samples. Throws TypeError on garbage.
    */
   static restore(json: unknown, windowMs: number, maxSamples: number, what: string): RobustWindow {
-    const j = json as Partial<RobustWindowJSON> | null;
-    if (!j || typeof j !== 'object' || !Array.isArray(j.ts) || !Array.isArray(j.values) || j.ts.length !== j.values.length) {
-      throw new TypeError(`${what}: baseline JSON must be { horizon, ts[], values[] }`);
-    }
     const w = new RobustWindow(windowMs, maxSamples);
-    for (let i = 0; i < j.ts.length; i++) {
-      const t = j.ts[i];
-      const v = j.values[i];
-      if (typeof t !== 'number' || !Number.isFinite(t) || typeof v !== 'number' || !Number.isFinite(v)) {
-        throw new TypeError(`${what}: baseline samples must be finite numbers`);
-      }
-      w.push(t, v);
-    }
-    if (j.horizon !== null && j.horizon !== undefined) {
-      if (typeof j.horizon !== 'number' || !Number.isFinite(j.horizon)) throw new TypeError(`${what}: baseline horizon must be a number or null`);
-      w.expire(j.horizon);
-    }
+    replayWindowJSON(json, what, w);
     w.refresh();
     return w;
   }
@@ -226,23 +211,8 @@ export class QuantileWindow {
 
   /** RobustWindow.restore's rebuild (same checks and messages) into a QuantileWindow. */
   static restore(json: unknown, windowMs: number, maxSamples: number, what: string): QuantileWindow {
-    const j = json as Partial<RobustWindowJSON> | null;
-    if (!j || typeof j !== 'object' || !Array.isArray(j.ts) || !Array.isArray(j.values) || j.ts.length !== j.values.length) {
-      throw new TypeError(`${what}: baseline JSON must be { horizon, ts[], values[] }`);
-    }
     const w = new QuantileWindow(windowMs, maxSamples);
-    for (let i = 0; i < j.ts.length; i++) {
-      const t = j.ts[i];
-      const v = j.values[i];
-      if (typeof t !== 'number' || !Number.isFinite(t) || typeof v !== 'number' || !Number.isFinite(v)) {
-        throw new TypeError(`${what}: baseline samples must be finite numbers`);
-      }
-      w.push(t, v);
-    }
-    if (j.horizon !== null && j.horizon !== undefined) {
-      if (typeof j.horizon !== 'number' || !Number.isFinite(j.horizon)) throw new TypeError(`${what}: baseline horizon must be a number or null`);
-      w.expire(j.horizon);
-    }
+    replayWindowJSON(json, what, w);
     return w;
   }
 
@@ -360,4 +330,27 @@ export function strOrNull(x: unknown, what: string): string | null {
   if (x === null || x === undefined) return null;
   if (typeof x !== 'string') throw new TypeError(`${what} must be a string or null`);
   return x;
+}
+
+/**
+ * Rebuilds a window from RobustWindowJSON (both RobustWindow and QuantileWindow restore through it): the
+ * samples are pushed again in order and expired against the saved horizon. Throws TypeError on garbage.
+ */
+function replayWindowJSON(json: unknown, what: string, w: { push(ts: number, v: number): void; expire(now: number): void }): void {
+  const j = json as Partial<RobustWindowJSON> | null;
+  if (!j || typeof j !== 'object' || !Array.isArray(j.ts) || !Array.isArray(j.values) || j.ts.length !== j.values.length) {
+    throw new TypeError(`${what}: baseline JSON must be { horizon, ts[], values[] }`);
+  }
+  for (let i = 0; i < j.ts.length; i++) {
+    const t = j.ts[i];
+    const v = j.values[i];
+    if (typeof t !== 'number' || !Number.isFinite(t) || typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new TypeError(`${what}: baseline samples must be finite numbers`);
+    }
+    w.push(t, v);
+  }
+  if (j.horizon !== null && j.horizon !== undefined) {
+    if (typeof j.horizon !== 'number' || !Number.isFinite(j.horizon)) throw new TypeError(`${what}: baseline horizon must be a number or null`);
+    w.expire(j.horizon);
+  }
 }
