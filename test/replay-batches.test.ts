@@ -69,6 +69,15 @@ describe('LineSplitter', () => {
     expect(splitterLines([Buffer.from('a\r'), Buffer.from('\nb\rc')])).toEqual(['a', 'b', 'c']);
     expect(splitterLines([Buffer.from('a\r'), Buffer.from('\n\nb')])).toEqual(['a', '', 'b']);
   });
+
+  it('reads ASCII chunks (latin1, external strings past 1 MB) and then UTF-8 split across chunks', async () => {
+    const big = Buffer.from(`${'x'.repeat(600_000)}\n${'y'.repeat(700_000)}\nab`); // one 1.3 MB ASCII chunk
+    const e = Buffer.from('é€\n', 'utf8'); // c3 a9 e2 82 ac 0a
+    const chunks = [big, Buffer.from('c\n'), e.subarray(0, 1), e.subarray(1, 3), e.subarray(3), Buffer.from('z')];
+    const lines = splitterLines(chunks);
+    expect(lines).toEqual(await readlineLines(chunks));
+    expect(lines).toEqual(['x'.repeat(600_000), 'y'.repeat(700_000), 'abc', 'é€', 'z']);
+  });
 });
 
 interface Item {

@@ -26,6 +26,7 @@
  */
 import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
+import { isAscii } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 import { ERR, VigilError } from '../core/errors.ts';
 import { EVENT_KINDS } from '../core/events.ts';
@@ -358,10 +359,15 @@ export class LineSplitter {
   private rest = '';
   /** The last chunk ended with \r: a \n starting the next one belongs to that line end. */
   private sawReturn = false;
+  /** A chunk was not ASCII: the UTF-8 decoder reads every later one (it may hold a split character). */
+  private utf8 = false;
 
   /** Appends the lines the chunk completes to `out`. */
   write(chunk: Buffer, out: string[]): void {
-    let s = this.decoder.write(chunk);
+    // ASCII (every recording seen so far) is latin1: a big chunk becomes an external string, no copy
+    // into the heap (open-input.ts READ_CHUNK_BYTES).
+    if (!this.utf8 && !isAscii(chunk)) this.utf8 = true;
+    let s = this.utf8 ? this.decoder.write(chunk) : chunk.toString('latin1');
     if (this.sawReturn) {
       if (s.charCodeAt(0) === 10) s = s.slice(1);
       this.sawReturn = false;
