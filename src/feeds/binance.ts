@@ -32,7 +32,10 @@
  * the latest bookTicker with id <= u — known for certain only once a bookTicker with id > u arrived, so
  * each comparison waits for that. Prices and sizes of both sides must be equal.
  *
- * The normalizer is on the replay hot path: one JSON.parse per frame, hand-written field checks, no zod.
+ * The normalizer is on the replay hot path: spot trade, bookTicker and depthUpdate frames in Binance's
+ * exact layout are read straight from the text (binance-scan.ts), every other frame, and any frame the
+ * scanner does not take, goes through one JSON.parse and hand-written field checks (no zod). Both
+ * paths end in the same event construction and book code.
  */
 import type { Book, CanonicalEvent, Quote, Side, Trade } from '../core/events.ts';
 import { ERR, VigilError } from '../core/errors.ts';
@@ -47,6 +50,7 @@ import {
   connectVenue,
 } from './connection.ts';
 import type { ConnectionContext, VenueProtocol } from './connection-types.ts';
+import { BinanceScan, NOT_MINE, SCAN_BOOK_TICKER, SCAN_DEPTH_UPDATE, SCAN_TRADE } from './binance-scan.ts';
 import { describePlain, feedStatus, fieldChecks, parseFrame, statusEvent, type Json, type Pair } from './normalize-util.ts';
 import { binanceSymbol, binanceWireSymbol } from './symbols.ts';
 import { MalformedFrameError, STATUS_CHANNEL } from './types.ts';
@@ -112,6 +116,15 @@ function levels(v: unknown, ctx: string, field: string): Level[] {
     out[i] = [px, q];
   }
   return out;
+}
+
+/** True when levels() would accept every [price, qty] of the scanner's levels (prices > 0, sizes >= 0, finite). */
+function validLevels(lv: readonly Level[]): boolean {
+  for (let i = 0; i < lv.length; i++) {
+    const [px, q] = lv[i]!;
+    if (!(px > 0 && px !== Infinity) || !(q >= 0 && q !== Infinity)) return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------- markets
@@ -224,17 +237,37 @@ class SymbolState {
   }
 }
 
+export interface BinanceNormalizerOptions {
+  /**
+   * Read spot trade, bookTicker and depthUpdate frames with the strict scanner (default true). Off,
+   * every frame takes the JSON.parse path: for tests that compare the two.
+   */
+  scan?: boolean;
+}
+
+/** scanned()'s answer when the frame is not the scanner's: normalize() takes the JSON.parse path. */
+const PARSE: unique symbol = Symbol('parse');
+
 export class BinanceNormalizer implements Normalizer {
   readonly venue: string;
   private readonly symbols = new Map<string, SymbolState>();
   /** Symbol state of the most recent depthUpdate, for snapshots that arrive without a channel. */
   private lastDepth: SymbolState | undefined;
+  /** The scanner knows the spot layouts only (futures frames carry e, E, T and pu where spot has none). */
+  private readonly scanner: BinanceScan | undefined;
+  /** The last venue symbol the scanner saw (text as sent) and its canonical symbol. */
+  private scanRaw = '';
+  private scanSymbol = '';
+  /** Frames the scanner normalized (the rest took the JSON.parse path). For tests and tools. */
+  scannedFrames = 0;
 
   constructor(
     private readonly market: BinanceMarket,
     private readonly context: NormalizerContext = {},
+    options: BinanceNormalizerOptions = {},
   ) {
     this.venue = market.venue;
+    this.scanner = market.sync === 'spot' && options.scan !== false ? new BinanceScan() : undefined;
   }
 
   bookReport(): Record<string, BookReport> {
@@ -253,6 +286,71 @@ export class BinanceNormalizer implements Normalizer {
   }
 
   normalize(frame: RawFrame, out: CanonicalEvent[]): string | undefined {
+    if (this.scanner !== undefined && frame.channel !== STATUS_CHANNEL) {
+      const r = this.scanned(this.scanner, frame, out);
+      if (r !== PARSE) {
+        this.scannedFrames++;
+        return r;
+      }
+    }
+    return this.parsed(frame, out);
+  }
+
+  /**
+   * A hot frame read by the scanner. Everything is checked before anything is emitted or changed: any
+   * value today's checks would reject (or a symbol that does not map) gives PARSE, and the JSON.parse
+   * path then makes its events or its error message as it always has.
+   */
+  private scanned(scan: BinanceScan, frame: RawFrame, out: CanonicalEvent[]): string | undefined | typeof PARSE {
+    const text = frame.data;
+    const recvTs = frame.recvTs;
+    if (typeof text !== 'string' || !(recvTs >= 0 && recvTs !== Infinity)) return PARSE;
+    const kind = scan.scan(text);
+    if (kind === NOT_MINE) return PARSE;
+    const symbol = this.scannedSymbol(scan.symbol);
+    if (symbol === undefined) return PARSE;
+    if (kind === SCAN_TRADE) {
+      const { price: px, qty } = scan;
+      if (!(px > 0 && px !== Infinity) || !(qty >= 0 && qty !== Infinity)) return PARSE;
+      out.push(this.tradeEvent(symbol, scan.tradeTime, recvTs, px, qty, scan.buyerIsMaker ? 'sell' : 'buy', scan.tradeId));
+      return undefined;
+    }
+    if (kind === SCAN_BOOK_TICKER) {
+      const { bidPx, bidQty, askPx, askQty } = scan;
+      if (!(bidPx >= 0 && bidPx !== Infinity && bidQty >= 0 && bidQty !== Infinity && askPx >= 0 && askPx !== Infinity && askQty >= 0 && askQty !== Infinity)) return PARSE;
+      // Spot bookTicker has no event time: ts from recvTs, as bookTicker() does without E and T.
+      const q = this.quoteEvent(symbol, Math.floor(recvTs), recvTs, bidPx, bidQty, askPx, askQty, scan.lastId);
+      const st = this.symbols.get(symbol) ?? this.state(symbol, scan.symbol.toUpperCase());
+      return this.onQuote(st, q, out);
+    }
+    // SCAN_DEPTH_UPDATE
+    const { bids, asks } = scan;
+    if (!validLevels(bids) || !validLevels(asks) || scan.firstId > scan.lastId) return PARSE;
+    const d = this.diffEvent(symbol, scan.eventTime, recvTs, scan.lastId, scan.firstId, bids, asks);
+    const st = this.symbols.get(symbol) ?? this.state(symbol, scan.symbol.toUpperCase());
+    return this.onDepthUpdate(st, d, out);
+  }
+
+  /**
+   * The canonical symbol of the frame's `s`, as market.symbol maps it; undefined when it does not map
+   * (the JSON.parse path then reports it). The last one is kept: a stream is mostly one symbol, and the
+   * scanner hands the same string object while the symbol does not change.
+   */
+  private scannedSymbol(raw: string): string | undefined {
+    if (raw === this.scanRaw) return this.scanSymbol;
+    let symbol: string;
+    try {
+      symbol = this.market.symbol(raw);
+    } catch {
+      return undefined;
+    }
+    this.scanRaw = raw;
+    this.scanSymbol = symbol;
+    return symbol;
+  }
+
+  /** Any frame, through JSON.parse and the field checks. */
+  private parsed(frame: RawFrame, out: CanonicalEvent[]): string | undefined {
     const msg = parseFrame(frame);
     const recvTs = frame.recvTs;
     if (msg === null || typeof msg !== 'object') {
@@ -347,17 +445,16 @@ export class BinanceNormalizer implements Normalizer {
   /** A `trade`, or an `aggTrade` (tradeId = a, with firstTradeId/lastTradeId). */
   private trade(p: Json, stream: string | undefined, recvTs: number, agg: boolean): Trade {
     const ctx = agg ? 'aggTrade' : 'trade';
-    const t: Trade = {
-      kind: 'trade',
-      venue: this.venue,
-      symbol: this.symbolOf(p, stream, ctx),
-      ts: int(p.T, ctx, 'trade time (T)'),
+    // Arguments are evaluated left to right: the checks run, and fail, in the order they always have.
+    const t = this.tradeEvent(
+      this.symbolOf(p, stream, ctx),
+      int(p.T, ctx, 'trade time (T)'),
       recvTs,
-      price: price(p.p, ctx, 'price (p)'),
-      qty: nonNegative(p.q, ctx, 'qty (q)'),
-      side: side(p.m),
-      tradeId: agg ? id(p.a, ctx, 'aggregate trade id (a)') : id(p.t, ctx, 'trade id (t)'),
-    };
+      price(p.p, ctx, 'price (p)'),
+      nonNegative(p.q, ctx, 'qty (q)'),
+      side(p.m),
+      agg ? id(p.a, ctx, 'aggregate trade id (a)') : id(p.t, ctx, 'trade id (t)'),
+    );
     if (agg) {
       t.firstTradeId = id(p.f, ctx, 'first trade id (f)');
       t.lastTradeId = id(p.l, ctx, 'last trade id (l)');
@@ -365,25 +462,38 @@ export class BinanceNormalizer implements Normalizer {
     return t;
   }
 
+  /** A trade event from checked values (both paths: the same keys in the same order). */
+  private tradeEvent(symbol: string, ts: number, recvTs: number, px: number, qty: number, side: Side, tradeId: string): Trade {
+    return { kind: 'trade', venue: this.venue, symbol, ts, recvTs, price: px, qty, side, tradeId };
+  }
+
   private bookTicker(p: Json, stream: string | undefined, recvTs: number, out: CanonicalEvent[]): undefined {
     const ctx = 'bookTicker';
     // Spot bookTicker has no event time; futures has E (event) and T (transaction).
     const ts = p.E !== undefined ? int(p.E, ctx, 'event time (E)') : p.T !== undefined ? int(p.T, ctx, 'time (T)') : Math.floor(recvTs);
-    const q: Quote = {
-      kind: 'quote',
-      venue: this.venue,
-      symbol: this.symbolOf(p, stream, ctx),
+    const q = this.quoteEvent(
+      this.symbolOf(p, stream, ctx),
       ts,
       recvTs,
-      bidPx: nonNegative(p.b, ctx, 'bid price (b)'),
-      bidQty: nonNegative(p.B, ctx, 'bid qty (B)'),
-      askPx: nonNegative(p.a, ctx, 'ask price (a)'),
-      askQty: nonNegative(p.A, ctx, 'ask qty (A)'),
-      seq: int(p.u, ctx, 'update id (u)'),
-    };
-    out.push(q);
+      nonNegative(p.b, ctx, 'bid price (b)'),
+      nonNegative(p.B, ctx, 'bid qty (B)'),
+      nonNegative(p.a, ctx, 'ask price (a)'),
+      nonNegative(p.A, ctx, 'ask qty (A)'),
+      int(p.u, ctx, 'update id (u)'),
+    );
     // The native symbol only matters for a new symbol's state: not worth a new string per quote.
     const st = this.symbols.get(q.symbol) ?? this.state(q.symbol, typeof p.s === 'string' ? p.s.toUpperCase() : streamSymbol(stream)!);
+    return this.onQuote(st, q, out);
+  }
+
+  /** A quote event from checked values (both paths: the same keys in the same order). */
+  private quoteEvent(symbol: string, ts: number, recvTs: number, bidPx: number, bidQty: number, askPx: number, askQty: number, seq: number): Quote {
+    return { kind: 'quote', venue: this.venue, symbol, ts, recvTs, bidPx, bidQty, askPx, askQty, seq };
+  }
+
+  /** A bookTicker's quote out, and into the book consistency report. */
+  private onQuote(st: SymbolState, q: Quote, out: CanonicalEvent[]): undefined {
+    out.push(q);
     this.onTicker(st, { u: q.seq!, b: q.bidPx, B: q.bidQty, a: q.askPx, A: q.askQty });
     return undefined;
   }
@@ -393,23 +503,28 @@ export class BinanceNormalizer implements Normalizer {
   private depthUpdate(p: Json, stream: string | undefined, recvTs: number, out: CanonicalEvent[]): string | undefined {
     const ctx = 'depthUpdate';
     const symbol = this.symbolOf(p, stream, ctx);
-    const d: Book = {
-      kind: 'book',
-      venue: this.venue,
+    const d = this.diffEvent(
       symbol,
-      ts: int(p.E, ctx, 'event time (E)'),
+      int(p.E, ctx, 'event time (E)'),
       recvTs,
-      seq: int(p.u, ctx, 'final update id (u)'),
-      firstSeq: int(p.U, ctx, 'first update id (U)'),
-      snapshot: false,
-      bids: levels(p.b, ctx, 'bids (b)'),
-      asks: levels(p.a, ctx, 'asks (a)'),
-    };
+      int(p.u, ctx, 'final update id (u)'),
+      int(p.U, ctx, 'first update id (U)'),
+      levels(p.b, ctx, 'bids (b)'),
+      levels(p.a, ctx, 'asks (a)'),
+    );
     if (p.pu !== undefined) d.prevSeq = int(p.pu, ctx, 'previous update id (pu)');
     else if (this.market.sync === 'futures') throw new MalformedFrameError(`${ctx}: previous update id (pu) missing`);
     if (d.firstSeq! > d.seq) throw new MalformedFrameError(`${ctx}: first update id U=${d.firstSeq} > final update id u=${d.seq}`);
     const native = typeof p.s === 'string' ? p.s.toUpperCase() : streamSymbol(stream)!;
-    const st = this.state(symbol, native);
+    return this.onDepthUpdate(this.state(symbol, native), d, out);
+  }
+
+  /** A depth diff event from checked values (both paths: the same keys in the same order). */
+  private diffEvent(symbol: string, ts: number, recvTs: number, seq: number, firstSeq: number, bids: Level[], asks: Level[]): Book {
+    return { kind: 'book', venue: this.venue, symbol, ts, recvTs, seq, firstSeq, snapshot: false, bids, asks };
+  }
+
+  private onDepthUpdate(st: SymbolState, d: Book, out: CanonicalEvent[]): string | undefined {
     this.lastDepth = st;
     return this.onDiff(st, d, out);
   }
