@@ -19,8 +19,11 @@ import { Ingestor } from '../src/pipeline/ingest.ts';
 import { Pipeline } from '../src/pipeline/pipeline.ts';
 import { RunHeaderTransport, startApiSide, transportFor } from '../src/pipeline/roles.ts';
 import { openStore } from '../src/storage/clickhouse.ts';
-import type { FindingContext, PriceSeries } from '../src/storage/context-types.ts';
-import { QUOTE_THINNING_MS } from '../src/storage/context-writer.ts';
+import { ContextStore } from '../src/storage/context-query.ts';
+import type { ContextEvent, FindingContext, PriceSeries } from '../src/storage/context-types.ts';
+import { ContextWriter, MAX_THINNING_KEYS, QUOTE_THINNING_MS } from '../src/storage/context-writer.ts';
+import { Db } from '../src/storage/db.ts';
+import { openEngine, type Engine } from '../src/storage/engine.ts';
 import type { Store } from '../src/storage/types.ts';
 import { HFT_CAPTURE, tempDir } from './helpers/cli.ts';
 
@@ -462,5 +465,232 @@ describe('validation and injection', () => {
       expect(acct.transactions).toEqual([]);
     }
     expect(await countRows('trades', MARKET_RUN, false)).toBe(trades().length);
+  });
+});
+
+describe('context rows go in as RowBinary', () => {
+  // A second engine on the store's data directory (as the analyst SQL session is): its Db and ContextStore
+  // write the new way; insertAsJson below writes the way the store did before, for comparison.
+  let engine: Engine;
+  let db: Db;
+  beforeAll(async () => {
+    engine = await openEngine({ dataDir: dir, database: 'vigil', databaseIdent: '`vigil`' });
+    db = new Db(engine.client, '`vigil`', engine.bulkInsert);
+  });
+  afterAll(async () => {
+    await engine?.close();
+  });
+
+  /** The JSONEachRow insert ContextStore made before RowBinary: one object per row. */
+  async function insertAsJson(events: readonly ContextEvent[]): Promise<void> {
+    const trades: object[] = [];
+    const quotes: object[] = [];
+    const txs: object[] = [];
+    for (const { runId, event: e } of events) {
+      if (e.kind === 'trade') trades.push({ run_id: runId, venue: e.venue, symbol: e.symbol, ts: Math.round(e.ts), trade_id: e.tradeId, price: e.price, qty: e.qty, side: e.side });
+      else if (e.kind === 'quote') quotes.push({ run_id: runId, venue: e.venue, symbol: e.symbol, ts: Math.round(e.ts), bid: e.bidPx, ask: e.askPx, bid_size: e.bidQty, ask_size: e.askQty });
+      else {
+        txs.push({
+          run_id: runId,
+          source: e.source,
+          tx_id: e.id,
+          ts: Math.round(e.ts),
+          account: e.account,
+          counterparty: e.counterparty ?? '',
+          merchant: e.merchant ?? '',
+          terminal: e.terminal ?? '',
+          amount: e.amount,
+          currency: e.currency,
+          direction: e.direction,
+          channel: e.channel,
+          country: e.country ?? '',
+        });
+      }
+    }
+    await Promise.all([db.insert('trades', trades), db.insert('quotes', quotes), db.insert('transactions', txs)]);
+  }
+
+  /** Every stored row of a run, each value exactly: strings as bytes (hex), floats as their bits, times as ticks. */
+  async function stored(runId: string): Promise<Record<'trades' | 'quotes' | 'transactions', string[][]>> {
+    const rows = async (sql: string) => (await db.rows<Record<string, string>>(sql, { runId })).map((r) => Object.values(r));
+    const bits = (c: string) => `toString(reinterpretAsUInt64(${c}))`;
+    const ticks = 'toString(toUnixTimestamp64Milli(ts))';
+    return {
+      trades: await rows(
+        `SELECT hex(venue), hex(symbol), ${ticks}, hex(trade_id), ${bits('price')}, ${bits('qty')}, hex(side) FROM {db}.trades WHERE run_id = {runId:String} ORDER BY ALL`,
+      ),
+      quotes: await rows(
+        `SELECT hex(venue), hex(symbol), ${ticks}, ${bits('bid')}, ${bits('ask')}, ${bits('bid_size')}, ${bits('ask_size')} FROM {db}.quotes WHERE run_id = {runId:String} ORDER BY ALL`,
+      ),
+      transactions: await rows(
+        `SELECT hex(source), hex(tx_id), ${ticks}, hex(account), hex(counterparty), hex(merchant), hex(terminal), ${bits('amount')}, hex(currency), hex(direction),
+           hex(channel), hex(country) FROM {db}.transactions WHERE run_id = {runId:String} ORDER BY ALL`,
+      ),
+    };
+  }
+
+  const hex = (s: string) => Buffer.from(s, 'utf8').toString('hex').toUpperCase();
+  // Strings ClickHouse's text formats escape or JSON escapes, multi-byte UTF-8, a length past one varint byte.
+  const odd = ['tab\there', 'line\nbreak\r\n', 'back\\slash\\N', `quotes "double" 'single'`, 'nul\u0000byte\b\f', 'ünïcödé € 𝄞 中文', '', 'x'.repeat(127), 'é'.repeat(200)];
+  const T = Date.UTC(2024, 7, 8, 12);
+  function oddEvents(runId: string): ContextEvent[] {
+    const out: ContextEvent[] = [];
+    const floats = [0.1 + 0.2, 61837.63, 1e-300, 5e-324, Number.MAX_VALUE, 123456789012345680000, 2 ** 53 + 2, -0, NaN, Infinity, -Infinity, 0];
+    const times = [0, 1, 999.5, 1000.4, T + 0.5, T + 123.456, Date.UTC(2100, 0, 1), 9_999, 100_000];
+    odd.forEach((s, i) => {
+      const ts = times[i % times.length]!;
+      const f = floats[i % floats.length]!;
+      const trade: Trade = { kind: 'trade', venue: s || 'v', symbol: `${s}-SYM`, ts, recvTs: ts, price: f, qty: floats[(i + 5) % floats.length]!, side: 'buy', tradeId: s || `id-${i}` };
+      out.push({ runId, event: trade });
+      const quote: Quote = { kind: 'quote', venue: 'binance', symbol: s, ts: ts + i, recvTs: ts, bidPx: f, bidQty: 1 / 3, askPx: floats[(i + 2) % floats.length]!, askQty: i };
+      out.push({ runId, event: quote });
+      const tx: Transaction = {
+        kind: 'transaction',
+        source: `bank ${s}`,
+        id: `${s}#${i}`,
+        ts,
+        account: s || 'acct',
+        amount: i % 2 ? -f : f,
+        currency: 'EUR',
+        direction: i % 2 ? 'credit' : 'debit',
+        channel: s || 'card',
+        ...(i % 3 === 0 ? {} : { counterparty: s, merchant: `m ${s}`, terminal: `t\t${i}`, country: 'FR' }),
+      };
+      out.push({ runId, event: tx });
+    });
+    for (const [i, id] of ['18446744073709551615', '3735683259', '00042', '-1'].entries()) {
+      out.push({ runId, event: { kind: 'trade', venue: 'binance', symbol: 'BTC-USDT', ts: T + i, recvTs: T, price: 61837.63 + i / 100, qty: 0.00012, side: 'sell', tradeId: id } });
+    }
+    return out;
+  }
+
+  it('stores exactly the rows the JSON insert stored: the capture, and odd strings, numbers and absent fields', async () => {
+    const rows = (runId: string): ContextEvent[] => [
+      ...oddEvents(runId),
+      ...fed.filter((e): e is Trade | Quote => e.kind === 'trade' || e.kind === 'quote').map((event) => ({ runId, event })),
+    ];
+    await insertAsJson(rows('rb-json'));
+    await new ContextStore(db).insert(rows('rb-binary'));
+    const [json, binary] = [await stored('rb-json'), await stored('rb-binary')];
+    expect(binary).toEqual(json);
+    // Not vacuous: every row is there (one per sorting key: rows sharing one collapse on insert), odd values included.
+    const keys = (kind: string, key: (e: never) => unknown[]) => new Set(rows('k').filter((r) => r.event.kind === kind).map((r) => JSON.stringify(key(r.event as never)))).size;
+    expect(binary.trades).toHaveLength(keys('trade', (e: Trade) => [e.venue, e.symbol, Math.round(e.ts), e.tradeId]));
+    expect(binary.quotes).toHaveLength(keys('quote', (e: Quote) => [e.venue, e.symbol, Math.round(e.ts)]));
+    expect(binary.transactions).toHaveLength(odd.length);
+    expect(binary.trades.length).toBeGreaterThan(trades().length);
+    expect(binary.quotes.length).toBeGreaterThan(10_000);
+    const flat = JSON.stringify(binary);
+    for (const s of odd.filter((x) => x !== '')) expect(flat).toContain(hex(s));
+    expect(flat).toContain(hex('18446744073709551615'));
+    // NaN and ±Infinity were stored as 0 (JSON null → the column default), -0 as 0; 999.5 ms as tick 1000.
+    const zeroBits = '0';
+    expect(binary.trades.filter((r) => r[1] === hex(`${odd[8]}-SYM`))[0]![4]).toBe(zeroBits);
+    expect(binary.trades.some((r) => r[2] === '1000' && r[1] === hex(`${odd[2]}-SYM`))).toBe(true);
+    // Absent optional transaction fields are empty strings.
+    expect(binary.transactions.filter((r) => r[3] === hex(odd[0]!))[0]!.slice(4, 7)).toEqual(['', '', '']);
+  });
+
+  it('reads back through the context query as before', async () => {
+    const f = (await store.searchFindings({ runId: MARKET_RUN, detector: ['price_jump'], limit: 1 })).items[0]!;
+    const reads = new ContextStore(db);
+    const [json, binary] = [await reads.findingContext({ ...f, runId: 'rb-json' }), await reads.findingContext({ ...f, runId: 'rb-binary' })];
+    expect(binary.trades.length).toBeGreaterThan(0);
+    expect(binary.quotes.length).toBeGreaterThan(0);
+    expect(binary).toEqual({ ...json, finding: binary.finding });
+  });
+
+  it('a lone surrogate, which the JSON insert refused (the whole batch), is stored as U+FFFD', async () => {
+    const ev = (runId: string): ContextEvent[] => [{ runId, event: { kind: 'trade', venue: 'binance', symbol: 'BTC-USDT', ts: T, recvTs: T, price: 1, qty: 1, side: 'buy', tradeId: 'a\ud800b' } }];
+    await expect(insertAsJson(ev('rb-surrogate-json'))).rejects.toThrow(/surrogate/);
+    await new ContextStore(db).insert(ev('rb-surrogate'));
+    expect((await stored('rb-surrogate')).trades.map((r) => r[3])).toEqual([hex('a\ufffdb')]);
+  });
+});
+
+describe('ContextWriter.take', () => {
+  type Msg = { value: unknown; headers?: Record<string, string>; offset: number };
+  /** The rule on its own: per run, venue and symbol, the first quote of each later bucket; past maxKeys keys, start over. */
+  function reference(msgs: readonly Msg[], defaultRun: string, maxKeys: number) {
+    const last = new Map<string, number>();
+    const kept: ContextEvent[] = [];
+    const counts = { trades: 0, quotes: 0, transactions: 0, quotesThinned: 0, skipped: 0, dropped: 0 };
+    for (const m of msgs) {
+      const e = m.value as CanonicalEvent;
+      if (m.headers?.view !== undefined || m.headers?.['status-copy'] !== undefined || !['trade', 'quote', 'transaction'].includes(e.kind)) {
+        counts.skipped++;
+        continue;
+      }
+      const runId = m.headers?.run || defaultRun;
+      if (e.kind === 'quote') {
+        const key = `${runId}|${e.venue}|${e.symbol}`;
+        const bucket = Math.floor(e.ts / QUOTE_THINNING_MS);
+        const prev = last.get(key);
+        if (prev !== undefined && bucket <= prev) {
+          counts.quotesThinned++;
+          continue;
+        }
+        if (prev === undefined && last.size >= maxKeys) last.clear();
+        last.set(key, bucket);
+        counts.quotes++;
+      } else if (e.kind === 'trade') counts.trades++;
+      else counts.transactions++;
+      kept.push({ runId, event: e as Trade | Quote | Transaction });
+    }
+    return { kept, counts };
+  }
+
+  async function take(msgs: readonly Msg[], batch: number) {
+    const written: ContextEvent[] = [];
+    const w = new ContextWriter({ insertContext: async (rows) => void written.push(...rows) }, { maxRows: 10_000_000, maxDelayMs: 3_600_000 });
+    for (let i = 0; i < msgs.length; i += batch) w.take(msgs.slice(i, i + batch) as never, 'default-run');
+    await w.close();
+    return { written, counts: { ...w.taken } };
+  }
+
+  const quote = (venue: string, symbol: string, ts: number): Quote => ({ kind: 'quote', venue, symbol, ts, recvTs: ts, bidPx: 1, bidQty: 1, askPx: 2, askQty: 1 });
+
+  it('thins quotes per run, venue and symbol when runs and venues interleave, and skips copies and labels', async () => {
+    const msgs: Msg[] = [];
+    let offset = 0;
+    for (let i = 0; i < 3000; i++) {
+      const venue = ['binance', 'okx'][i % 2]!;
+      const headers = i % 5 === 0 ? undefined : { run: ['r1', 'r2'][(i >> 1) % 2]! };
+      msgs.push({ value: quote(venue, ['BTC-USDT', 'ETH-USDT', 'SOL-USDT'][(i >> 2) % 3]!, 1_000 + i * 7 - (i % 11) * 30), headers, offset: offset++ });
+      if (i % 50 === 0) msgs.push({ value: trades()[i]!, headers, offset: offset++ });
+      if (i % 97 === 0) msgs.push({ value: quote(venue, 'BTC-USDT', i), headers: { view: 'x', run: 'r1' }, offset: offset++ });
+      if (i % 89 === 0) msgs.push({ value: { kind: 'label', source: 's', txId: 't', ts: i, label: 'fraud', account: 'a' }, offset: offset++ });
+    }
+    const want = reference(msgs, 'default-run', MAX_THINNING_KEYS);
+    for (const batch of [1, 7, 10_000]) {
+      const got = await take(msgs, batch);
+      expect(got.counts).toEqual(want.counts);
+      expect(got.written).toEqual(want.kept);
+    }
+    expect(want.counts.quotesThinned).toBeGreaterThan(100);
+    expect(new Set(want.kept.map((r) => r.runId))).toEqual(new Set(['r1', 'r2', 'default-run']));
+  });
+
+  it('past MAX_THINNING_KEYS keys the state starts over, for the (run, venue) looked up last too', async () => {
+    const msgs: Msg[] = [];
+    for (let i = 0; i < MAX_THINNING_KEYS; i++) msgs.push({ value: quote('v', `S${i}-X`, 0), headers: { run: 'r' }, offset: msgs.length });
+    const tail: Array<[string, number]> = [
+      ['NEW-X', 10], // the key past the limit: the state starts over
+      ['S0-X', 20], // same run and venue as the last lookup, known before the reset: kept again
+      ['S0-X', 30], // thinned: the bucket kept just now
+      ['NEW-X', 40], // thinned
+      ['S1-X', 150], // a later bucket: kept
+    ];
+    for (const [symbol, ts] of tail) msgs.push({ value: quote('v', symbol, ts), headers: { run: 'r' }, offset: msgs.length });
+    const want = reference(msgs, 'default-run', MAX_THINNING_KEYS);
+    const got = await take(msgs, 1000);
+    expect(got.counts).toEqual(want.counts);
+    expect(got.written.slice(-3).map((r) => [(r.event as Quote).symbol, r.event.ts])).toEqual([
+      ['NEW-X', 10],
+      ['S0-X', 20],
+      ['S1-X', 150],
+    ]);
+    expect(got.written).toHaveLength(want.kept.length);
+    expect(want.counts.quotesThinned).toBe(2);
   });
 });

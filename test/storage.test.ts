@@ -1,13 +1,19 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SEVERITIES, severityRank, type Finding, type Severity } from '../src/core/events.ts';
 import { ERR, VigilError } from '../src/core/errors.ts';
 import { findingId } from '../src/core/ids.ts';
+import { createClient } from '@clickhouse/client';
 import { openStore } from '../src/storage/clickhouse.ts';
-import type { Db } from '../src/storage/db.ts';
+import { ContextStore } from '../src/storage/context-query.ts';
+import { Db } from '../src/storage/db.ts';
+import { openEngine } from '../src/storage/engine.ts';
+import { RowBinaryWriter } from '../src/storage/row-binary.ts';
 import { DeadLetterWriter, FindingWriter } from '../src/storage/finding-writer.ts';
 import { MIGRATIONS, migrate } from '../src/storage/migrations.ts';
 import type { DeadLetter, FindingQuery, Store } from '../src/storage/types.ts';
@@ -482,6 +488,118 @@ describe('FindingWriter / DeadLetterWriter', () => {
     expect(w.counters).toMatchObject({ written: 3, flushes: 2 });
     const back = await store.listDeadLetters({ runId: 'dlw-run' });
     expect(back.map((d) => d.raw.toString('hex'))).toEqual(['00ff', '01ff', '02ff']);
+  });
+});
+
+describe('RowBinary bulk inserts', () => {
+  it('RowBinaryWriter writes each value as the JSON insert stored it, growing as needed', () => {
+    const w = new RowBinaryWriter(1);
+    w.string('ab').string('é€').string('x'.repeat(200)).string('a\ud800').string('');
+    w.float64(1.5).float64(-0).float64(NaN).float64(-Infinity).float64(5e-324);
+    for (const t of [0, -1, 1723075200123.5, 2 ** 62, -(2 ** 53), NaN]) w.dateTime64Ms(t);
+    const str = (s: string) => {
+      const b = Buffer.from(s, 'utf8');
+      return Buffer.concat([Buffer.from(b.length < 128 ? [b.length] : [(b.length & 0x7f) | 0x80, b.length >> 7]), b]);
+    };
+    const f64 = (x: number) => {
+      const b = Buffer.alloc(8);
+      b.writeDoubleLE(x);
+      return b;
+    };
+    const i64 = (x: bigint) => {
+      const b = Buffer.alloc(8);
+      b.writeBigInt64LE(x);
+      return b;
+    };
+    const expected = Buffer.concat([
+      str('ab'),
+      str('é€'),
+      str('x'.repeat(200)),
+      str('a\ufffd'),
+      str(''),
+      f64(1.5),
+      f64(0),
+      f64(0),
+      f64(0),
+      f64(5e-324),
+      i64(0n),
+      i64(-1n),
+      i64(1723075200124n),
+      i64(2n ** 62n),
+      i64(-(2n ** 53n)),
+      i64(0n),
+    ]);
+    expect(Buffer.from(w.bytes()).toString('hex')).toBe(expected.toString('hex'));
+    expect(w.length).toBe(expected.length);
+    expect(str('x'.repeat(200)).subarray(0, 2).toString('hex')).toBe('c801'); // the length as a two-byte varint
+  });
+
+  it('on a server: one INSERT … FORMAT RowBinary per table present, the rows as the HTTP body', async () => {
+    const requests: { query: string | null; body: Buffer }[] = [];
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        requests.push({ query: new URL(req.url ?? '/', 'http://x').searchParams.get('query'), body: Buffer.concat(chunks) });
+        res.writeHead(200, { 'X-ClickHouse-Summary': '{}' });
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const engine = await openEngine({ dataDir: dir, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, database: 'vigil', databaseIdent: '`vigil`' });
+    try {
+      requests.length = 0;
+      const T = Date.UTC(2024, 7, 8);
+      await new ContextStore(new Db(engine.client, '`vigil`', engine.bulkInsert)).insert([
+        { runId: 'r', event: { kind: 'trade', venue: 'binance', symbol: 'BTC-USDT', ts: T, recvTs: T, price: 61837.63, qty: 0.5, side: 'buy', tradeId: '3735683259' } },
+        { runId: 'r', event: { kind: 'quote', venue: 'binance', symbol: 'BTC-USDT', ts: T + 1, recvTs: T, bidPx: 1, bidQty: 2, askPx: 3, askQty: 4 } },
+        { runId: 'r', event: { kind: 'trade', venue: 'okx', symbol: 'ETH-USDT', ts: T + 2, recvTs: T, price: 2500, qty: 1, side: 'sell', tradeId: 'x\ty' } },
+      ]);
+      const sent = Object.fromEntries(requests.map((r) => [r.query, r.body.toString('hex')]));
+      const trades = new RowBinaryWriter()
+        .string('r').string('binance').string('BTC-USDT').dateTime64Ms(T).string('3735683259').float64(61837.63).float64(0.5).string('buy')
+        .string('r').string('okx').string('ETH-USDT').dateTime64Ms(T + 2).string('x\ty').float64(2500).float64(1).string('sell');
+      const quotes = new RowBinaryWriter().string('r').string('binance').string('BTC-USDT').dateTime64Ms(T + 1).float64(1).float64(3).float64(2).float64(4);
+      expect(sent).toEqual({
+        'INSERT INTO `vigil`.trades (run_id, venue, symbol, ts, trade_id, price, qty, side) FORMAT RowBinary': Buffer.from(trades.bytes()).toString('hex'),
+        'INSERT INTO `vigil`.quotes (run_id, venue, symbol, ts, bid, ask, bid_size, ask_size) FORMAT RowBinary': Buffer.from(quotes.bytes()).toString('hex'),
+      });
+    } finally {
+      await engine.close();
+      server.close();
+    }
+  });
+
+  it('embedded: the insert file is gone once read; a directory left by a crash goes at the next open', async () => {
+    const root = join(dir, 'clickhouse', 'vigil-insert');
+    const T = Date.UTC(2024, 7, 8);
+    await store.insertContext([{ runId: 'files', event: { kind: 'trade', venue: 'binance', symbol: 'BTC-USDT', ts: T, recvTs: T, price: 1, qty: 1, side: 'buy', tradeId: '1' } }]);
+    const live = readdirSync(root);
+    expect(live).toHaveLength(1);
+    expect(readdirSync(join(root, live[0]!))).toEqual([]);
+    expect(JSON.parse(await store.sql(`SELECT count() AS n FROM trades WHERE run_id = 'files'`, 'JSONEachRow'))).toEqual({ n: 1 });
+    mkdirSync(join(root, 'engine-crashed'));
+    writeFileSync(join(root, 'engine-crashed', '7.bin'), 'x');
+    const engine = await openEngine({ dataDir: dir, database: 'vigil', databaseIdent: '`vigil`' });
+    try {
+      expect(existsSync(join(root, 'engine-crashed'))).toBe(false);
+      expect(readdirSync(root)).toHaveLength(2);
+      expect(readdirSync(root)).toContain(live[0]);
+    } finally {
+      await engine.close();
+    }
+    expect(readdirSync(root)).toEqual(live);
+  });
+
+  it('a Db made without the engine bulk insert: a store error', async () => {
+    const client = createClient({ url: 'http://127.0.0.1:9' });
+    try {
+      const err = await new Db(client, '`vigil`').insertRowBinary({ name: 'trades', columns: [['run_id', 'String']] }, new Uint8Array([1, 0x61])).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(VigilError);
+      expect(err).toMatchObject({ code: ERR.STORE });
+    } finally {
+      await client.close();
+    }
   });
 });
 

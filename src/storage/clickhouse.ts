@@ -61,7 +61,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
   const databaseIdent = quoteIdentifier(database);
   const engine = await openEngine({ ...opts, database, databaseIdent });
   try {
-    const db = new Db(engine.client, databaseIdent);
+    const db = new Db(engine.client, databaseIdent, engine.bulkInsert);
     const result = await migrate(db, undefined, opts.log);
     opts.log?.(`storage: ${engine.kind} ClickHouse ready, schema version ${result.version}`);
     return new ClickHouseStore(engine, db);

@@ -23,13 +23,15 @@ import type { Store } from './types.ts';
 
 /** Quotes kept: at most one per venue and symbol per this many ms of event time. */
 export const QUOTE_THINNING_MS = 100;
-const MAX_THINNING_KEYS = 100_000;
+/** Thinning state entries kept at most (exported for the tests). */
+export const MAX_THINNING_KEYS = 100_000;
 
 /**
  * Batching of the context inserts (the store side's settings, or these when larger). Measured on chdb
- * 3.4: an insert costs ~13 ms of CPU whatever its size (a new part per table), against ~4 µs per row,
- * so a replay's ~13k rows of the Binance capture took 8 inserts at the findings' 250 ms (over half the
- * context's cost) and take 2 at these. Nothing waits for context rows but the context queries, where a
+ * 3.4: an insert costs ~13 ms of CPU whatever its size (a new part per table), against ~4 µs per row
+ * as JSONEachRow (~1.5 µs as the RowBinary ContextStore sends now), so a replay's ~13k rows of the
+ * Binance capture took 8 inserts at the findings' 250 ms (over half the context's cost) and take 2 at
+ * these. Nothing waits for context rows but the context queries, where a
  * second is no loss; 50k rows held is ~15 MB, below the 100k rows the store side lets wait anyway.
  */
 export const CONTEXT_BATCH = { maxRows: 50_000, maxDelayMs: 1_000 } as const;
@@ -52,6 +54,10 @@ export class ContextWriter extends BatchWriter<ContextEvent> {
   private readonly lastQuoteBucket = new Map<string, Map<string, Map<string, number>>>();
   /** Entries in lastQuoteBucket. */
   private thinningKeys = 0;
+  /** The symbols of the (run, venue) looked up last: a feed's quotes come in long runs of one venue. */
+  private cachedRun: string | undefined;
+  private cachedVenue: string | undefined;
+  private cachedSymbols: Map<string, number> | undefined;
 
   constructor(store: Pick<Store, 'insertContext'>, options?: BatchWriterOptions) {
     super('context writer', (rows) => store.insertContext(rows), options);
@@ -89,6 +95,7 @@ export class ContextWriter extends BatchWriter<ContextEvent> {
           if (last === undefined) {
             if (this.thinningKeys >= MAX_THINNING_KEYS) {
               this.lastQuoteBucket.clear();
+              this.cachedSymbols = undefined;
               this.thinningKeys = 0;
               symbols = this.symbolBuckets(runId, q.venue);
             }
@@ -109,10 +116,14 @@ export class ContextWriter extends BatchWriter<ContextEvent> {
 
   /** The thinning state of one run and venue: symbol → bucket of the last quote kept. */
   private symbolBuckets(runId: string, venue: string): Map<string, number> {
+    if (this.cachedSymbols !== undefined && runId === this.cachedRun && venue === this.cachedVenue) return this.cachedSymbols;
     let venues = this.lastQuoteBucket.get(runId);
     if (venues === undefined) this.lastQuoteBucket.set(runId, (venues = new Map()));
     let symbols = venues.get(venue);
     if (symbols === undefined) venues.set(venue, (symbols = new Map()));
+    this.cachedRun = runId;
+    this.cachedVenue = venue;
+    this.cachedSymbols = symbols;
     return symbols;
   }
 

@@ -6,12 +6,16 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ERR, VigilError } from '../core/errors.ts';
+import type { BulkInsert } from './engine.ts';
+import type { RowBinaryTable } from './row-binary.ts';
 
 export class Db {
   constructor(
     readonly client: ClickHouseClient,
     /** Backquoted database identifier, safe to splice into SQL (validated at open). */
     readonly database: string,
+    /** The engine's RowBinary insert (Engine.bulkInsert); insertRowBinary needs it. */
+    private readonly bulkInsert?: BulkInsert,
   ) {}
 
   /** `{db}` in a statement stands for the database identifier. */
@@ -33,6 +37,16 @@ export class Db {
   async insert(table: string, values: readonly object[]): Promise<void> {
     if (values.length === 0) return;
     await wrap('insert', () => this.client.insert({ table: `${this.database}.${table}`, values: values as object[], format: 'JSONEachRow' }));
+  }
+
+  /** Rows encoded by a RowBinaryWriter, in `table`'s column order: one insert statement, on either engine. */
+  async insertRowBinary(table: RowBinaryTable, payload: Uint8Array): Promise<void> {
+    if (payload.length === 0) return;
+    const insert = this.bulkInsert;
+    if (insert === undefined) throw new VigilError(ERR.STORE, 'store insert failed: this Db was made without a bulk insert (pass the engine\'s)', 503);
+    const columns = table.columns.map(([name]) => name).join(', ');
+    const structure = table.columns.map(([name, type]) => `${name} ${type}`).join(', ');
+    await wrap('insert', () => insert(`${this.database}.${table.name}`, columns, structure, payload));
   }
 }
 
