@@ -164,7 +164,9 @@ function makeInstance(params: CrossVenueDivergenceParams, ruleId: string): Detec
       return;
     }
     const ts = q.ts;
-    let v = s.venues.get(q.venue);
+    // The most recently updated venue (the Map's last entry) needs no lookup: usually the same again.
+    const last = s.last;
+    let v = last !== null && last.venue === q.venue ? last : s.venues.get(q.venue);
     if (v !== undefined) {
       if (ts < v.ts) {
         v.late++;
@@ -191,7 +193,8 @@ function makeInstance(params: CrossVenueDivergenceParams, ruleId: string): Detec
     v.quotes++;
 
     let nOthers = 0;
-    for (const w of s.venues.values()) if (w !== v && fresh(w, ts)) scratch[nOthers++] = w.mid;
+    // Too few other venues even if all were fresh (a single-venue feed): no scan.
+    if (s.venues.size - 1 >= minOtherVenues) for (const w of s.venues.values()) if (w !== v && fresh(w, ts)) scratch[nOthers++] = w.mid;
     if (nOthers < minOtherVenues) {
       v.episode = null;
       return;

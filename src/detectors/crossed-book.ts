@@ -15,7 +15,7 @@ import { eventRef, type CanonicalEvent, type FeedStatus, type Quote, type Severi
 import { formatDuration, formatFixed, priceDecimals, round } from './format.ts';
 import { findingCooling } from './cooldown.ts';
 import { bookStatusEnds } from './feed-status.ts';
-import { fieldNum, fieldStr } from './json-state.ts';
+import { fieldNum, fieldStr, nullIfNaN } from './json-state.ts';
 import { formatBps, hasBothSides, midOf, num, numOrNull } from './market-common.ts';
 import { distinctRefs } from './triggers.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
@@ -46,7 +46,8 @@ interface Episode {
 
 export interface CrossedBookState {
   key: string;
-  lastTs: number | null;
+  /** Time of the last quote used; NaN before the first (null in the JSON). */
+  lastTs: number;
   episode: Episode | null;
   resyncing: boolean;
   lastFindingTs: number | null;
@@ -75,7 +76,7 @@ function makeInstance(params: CrossedBookParams, ruleId: string): DetectorInstan
 
   const newState = (key: string): CrossedBookState => ({
     key,
-    lastTs: null,
+    lastTs: Number.NaN,
     episode: null,
     resyncing: false,
     lastFindingTs: null,
@@ -146,7 +147,7 @@ function makeInstance(params: CrossedBookParams, ruleId: string): DetectorInstan
       return;
     }
     const ts = q.ts;
-    if (s.lastTs !== null && ts < s.lastTs) {
+    if (ts < s.lastTs) {
       s.late++;
       return;
     }
@@ -190,7 +191,7 @@ function makeInstance(params: CrossedBookParams, ruleId: string): DetectorInstan
       return {
         v: 1,
         key: s.key,
-        lastTs: s.lastTs,
+        lastTs: nullIfNaN(s.lastTs),
         episode: s.episode === null ? null : { ...s.episode },
         resyncing: s.resyncing,
         lastFindingTs: s.lastFindingTs,
@@ -207,7 +208,7 @@ function makeInstance(params: CrossedBookParams, ruleId: string): DetectorInstan
         throw new TypeError('crossed_book: state JSON is not a v1 crossed_book state');
       }
       const s = newState(j.key);
-      s.lastTs = numOrNull(j.lastTs, 'crossed_book: lastTs');
+      s.lastTs = numOrNull(j.lastTs, 'crossed_book: lastTs') ?? Number.NaN;
       s.resyncing = j.resyncing === true;
       s.lastFindingTs = numOrNull(j.lastFindingTs, 'crossed_book: lastFindingTs');
       s.quotes = num(j.quotes, 'crossed_book: quotes', 0);

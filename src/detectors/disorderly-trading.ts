@@ -27,6 +27,7 @@ import {
   intervalReturnsToJSON,
   refreshBaseline,
   restoreReturns,
+  smallMoveBounds,
   type IntervalReturns,
   type IntervalReturnsJSON,
 } from './interval-returns.ts';
@@ -96,6 +97,9 @@ const SPIKE_NUMS = ['refPx', 'refTs', 'startTs', 'startPx', 'extremePx', 'extrem
 function makeInstance(params: DisorderlyTradingParams, ruleId: string): DetectorInstance<DisorderlyTradingState> {
   const p = params;
   const minMove = p.minMoveBps / 1e4;
+  const small = smallMoveBounds(minMove);
+  const smallLo = small.lo;
+  const smallHi = small.hi;
   const minScale = p.minScaleBps / 1e4;
 
   const newState = (key: string): DisorderlyTradingState => ({
@@ -192,7 +196,9 @@ function makeInstance(params: DisorderlyTradingParams, ruleId: string): Detector
     // No spike: does this trade start one?
     if (s.prevClose === null || s.sorted.size < p.minSamples) return;
     if (s.lastFireTs !== null && ts - s.lastFireTs < p.cooldownMs) return;
-    const r = Math.log(price / s.prevClose);
+    const x = price / s.prevClose;
+    if (x > smallLo && x < smallHi) return; // |r| < minMove for certain (no logarithm needed)
+    const r = Math.log(x);
     if (!(Math.abs(r) >= minMove)) return;
     const scale = Math.max(MAD_TO_SIGMA * s.mad, minScale);
     const zScore = (r - s.median) / scale;

@@ -18,10 +18,10 @@
  * the feed) and `stale` (the adapter's own silence timer) markers are reported as findings when they arrive
  * (reportMarkers), once per marker.
  *
- * Cost per event: O(log n) plus a memmove of the sorted gaps between the one evicted and the one added
- * (QuantileWindow; ≤ maxSamples doubles); the quantile is O(1); no allocation (the last event's ref is
- * kept as its parts and built only for a finding or the JSON); the marker list (≤ 64) is only scanned when
- * a marker is as recent as the gap.
+ * Cost per event: a ring write (QuantileWindow); the cadence is only read for a gap past minGapMs (the
+ * limit is never below it), and the window sorts its gaps only while they are being read (O(log n)
+ * amortized); no allocation (the last event's ref is kept as its parts and built only for a finding or the
+ * JSON); the marker list (≤ 64) is only scanned when a marker is as recent as the gap.
  *
  * Blind spot: no timers in the streaming path, so silence is only seen when data of that kind resumes or a
  * status marker arrives. (Data of the other kind cannot be used as a clock: topics are not ordered with each
@@ -31,6 +31,7 @@ import { z } from 'zod';
 import { eventRef, type CanonicalEvent, type FeedStatus, type Quote, type Severity, type Trade } from '../core/events.ts';
 import { findingCooling } from './cooldown.ts';
 import { formatDuration, formatTime, formatTimes, round } from './format.ts';
+import { nullIfNaN } from './json-state.ts';
 import { QuantileWindow, num, numOrNull, strOrNull } from './market-common.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
@@ -71,7 +72,8 @@ export type FeedGapParams = z.infer<typeof feedGapParams>;
 type StreamKind = 'trade' | 'quote';
 
 interface Stream {
-  lastTs: number | null;
+  /** Time of the last event; NaN before the first (null in the JSON): a number field is updated in place. */
+  lastTs: number;
   /** eventRef of the last event: built on demand from the parts below (null: none, or not built yet). */
   lastRef: string | null;
   /** The last event's venue, symbol and id (tradeId, or quote seq ?? ts); id null when lastRef is all there is. */
@@ -79,8 +81,6 @@ interface Stream {
   refSymbol: string;
   refId: string | number | null;
   gaps: QuantileWindow;
-  /** Cached quantile of gaps (NaN when empty). */
-  cadence: number;
   events: number;
   late: number;
   lastFindingTs: number | null;
@@ -117,13 +117,12 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
   const { quantile, multiplier, minGapMs, windowMs, maxSamples, minSamples, reportDisconnects, reportMarkers, cooldownMs } = params;
 
   const newStream = (): Stream => ({
-    lastTs: null,
+    lastTs: Number.NaN,
     lastRef: null,
     refVenue: '',
     refSymbol: '',
     refId: null,
     gaps: new QuantileWindow(windowMs, maxSamples),
-    cadence: Number.NaN,
     events: 0,
     late: 0,
     lastFindingTs: null,
@@ -142,7 +141,10 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
 
   const cooled = (last: number | null, ts: number): boolean => last !== null && ts - last < cooldownMs && ts >= last;
 
-  const limitOf = (st: Stream): number => Math.max(multiplier * st.cadence, minGapMs);
+  /** The `quantile` of the stream's recent gaps (NaN when none): read only when a finding may need it. */
+  const cadenceOf = (st: Stream): number => st.gaps.quantile(quantile);
+
+  const limitOf = (st: Stream): number => Math.max(multiplier * cadenceOf(st), minGapMs);
 
   const plural = (k: StreamKind): string => (k === 'trade' ? 'trades' : 'quotes');
 
@@ -159,10 +161,10 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     (st.lastRef = refOfParts(kind, st.lastRef, st.refVenue, st.refSymbol, st.refId));
 
   const onData = (s: FeedGapState, kind: StreamKind, ev: Trade | Quote, out: FindingDraft[]): void => {
-    const st = s[kind];
+    const st = kind === 'trade' ? s.trade : s.quote; // not s[kind]: a keyed load per event
     const ts = ev.ts;
     if (!Number.isFinite(ts)) return;
-    if (st.lastTs !== null && ts < st.lastTs) {
+    if (ts < st.lastTs) {
       st.late++;
       return;
     }
@@ -178,7 +180,7 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     st.refVenue = ev.venue;
     st.refSymbol = ev.symbol;
     st.refId = ev.kind === 'trade' ? ev.tradeId : (ev.seq ?? ev.ts);
-    if (prev === null) return;
+    if (Number.isNaN(prev)) return;
     const gap = ts - prev;
 
     // Markers inside the gap (only looked up when some marker is that recent: O(1) in steady state).
@@ -194,9 +196,9 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
       }
     }
 
-    const ready = st.gaps.size >= minSamples;
-    const limit = ready ? limitOf(st) : Number.NaN;
-    if (ready && gap > limit) {
+    // limit ≥ minGapMs, so a gap within the floor needs no cadence (the baseline is then not sorted).
+    const limit = st.gaps.size >= minSamples && gap > minGapMs ? limitOf(st) : Number.NaN;
+    if (gap > limit) {
       if (disrupt !== undefined) {
         const first = disrupt.find((m) => m.status === 'disconnected') ?? (disrupt[0] as Marker);
         const already = disrupt.some((m) => m.reported);
@@ -214,7 +216,6 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     }
     if (disrupt !== undefined) return; // neither is a gap across a disconnect or resync
     st.gaps.push(ts, gap);
-    st.cadence = st.gaps.quantile(quantile);
   };
 
   const finding = (
@@ -233,13 +234,14 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     const ts = ev.ts;
     const trigger = eventRef(ev);
     const ratio = gap / limit;
+    const cadence = cadenceOf(st);
     const noteText =
       notes === undefined ? '' : `; the feed reported ${notes.map((m) => (m.status === 'gap' ? `a sequence gap (${m.reason})` : `the stream stale (${m.reason})`)).join(' and ')}`;
     const span = `from ${formatTime(prev)} to ${formatTime(ts)}`;
     const summary =
       outage === undefined
         ? `${ev.symbol} on ${ev.venue}: no ${plural(kind)} for ${formatDuration(gap)} (${span}) while the feed stayed connected, ` +
-          `${formatTimes(ratio)} the ${formatDuration(limit)} limit (usual p${round(quantile * 100, 1)} gap ${formatDuration(st.cadence)})${noteText}`
+          `${formatTimes(ratio)} the ${formatDuration(limit)} limit (usual p${round(quantile * 100, 1)} gap ${formatDuration(cadence)})${noteText}`
         : outage.status === 'disconnected'
           ? `${ev.symbol} on ${ev.venue}: the feed was down, no ${plural(kind)} for ${formatDuration(gap)} (${span}) after a disconnect (${outage.reason})${noteText}`
           : `${ev.symbol} on ${ev.venue}: no quotes for ${formatDuration(gap)} (${span}) during a book resync (${outage.reason})${noteText}`;
@@ -268,7 +270,7 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
           markers: notes === undefined ? null : notes.map((m) => `${m.status}@${formatTime(m.ts)}`).join(', '),
         },
         baseline: {
-          cadenceMs: round(st.cadence, 3),
+          cadenceMs: round(cadence, 3),
           medianGapMs: round(st.gaps.median(), 3),
           samples: st.gaps.size,
           events: st.events,
@@ -298,7 +300,7 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     let lastKind: StreamKind | null = null;
     for (const k of ['trade', 'quote'] as const) {
       const t = s[k].lastTs;
-      if (t !== null && t <= ts && (lastData === null || t > lastData)) {
+      if (!Number.isNaN(t) && t <= ts && (lastData === null || t > lastData)) {
         lastData = t;
         lastKind = k;
       }
@@ -306,6 +308,8 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     const silentMs = lastData === null ? null : ts - lastData;
     const trigger = eventRef(ev);
     const what = isGap ? `reported a sequence gap (${ev.reason})` : `flagged the stream stale (${ev.reason})`;
+    const tradeCadence = cadenceOf(s.trade);
+    const quoteCadence = cadenceOf(s.quote);
     const since = silentMs === null ? '' : `; last data ${formatDuration(silentMs)} before (${plural(lastKind as StreamKind)})`;
     out.push({
       severity: 'medium',
@@ -321,10 +325,10 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
       evidence: {
         observed: { status: ev.status, reason: ev.reason, silentMs, lastDataTs: lastData },
         baseline: {
-          tradeCadenceMs: Number.isFinite(s.trade.cadence) ? round(s.trade.cadence, 3) : null,
-          quoteCadenceMs: Number.isFinite(s.quote.cadence) ? round(s.quote.cadence, 3) : null,
-          lastTradeTs: s.trade.lastTs,
-          lastQuoteTs: s.quote.lastTs,
+          tradeCadenceMs: Number.isFinite(tradeCadence) ? round(tradeCadence, 3) : null,
+          quoteCadenceMs: Number.isFinite(quoteCadence) ? round(quoteCadence, 3) : null,
+          lastTradeTs: nullIfNaN(s.trade.lastTs),
+          lastQuoteTs: nullIfNaN(s.quote.lastTs),
         },
         threshold: { reportMarkers },
         triggers: [trigger],
@@ -333,7 +337,7 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
   };
 
   const streamJSON = (st: Stream, kind: StreamKind): unknown => ({
-    lastTs: st.lastTs,
+    lastTs: nullIfNaN(st.lastTs),
     lastRef: lastRefOf(st, kind),
     gaps: st.gaps.toJSON(),
     events: st.events,
@@ -345,10 +349,9 @@ function makeInstance(params: FeedGapParams, ruleId: string): DetectorInstance<F
     const j = json as Record<string, unknown> | null;
     if (!j || typeof j !== 'object') throw new TypeError(`feed_gap: ${what} must be an object`);
     const st = newStream();
-    st.lastTs = numOrNull(j.lastTs, `feed_gap: ${what}.lastTs`);
+    st.lastTs = numOrNull(j.lastTs, `feed_gap: ${what}.lastTs`) ?? Number.NaN;
     st.lastRef = strOrNull(j.lastRef, `feed_gap: ${what}.lastRef`);
     st.gaps = QuantileWindow.restore(j.gaps, windowMs, maxSamples, `feed_gap: ${what}`);
-    st.cadence = st.gaps.quantile(quantile);
     st.events = num(j.events, `feed_gap: ${what}.events`, 0);
     st.late = num(j.late, `feed_gap: ${what}.late`, 0);
     st.lastFindingTs = numOrNull(j.lastFindingTs, `feed_gap: ${what}.lastFindingTs`);

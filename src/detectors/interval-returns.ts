@@ -47,6 +47,16 @@ export interface IntervalReturns {
   late: number;
 }
 
+/**
+ * Bounds of a ratio x for which |ln x| < minMove is certain without computing the logarithm: strictly
+ * inside (e^−minMove, e^minMove) by a relative margin of 1e-9, far beyond the rounding of Math.exp and
+ * Math.log (~1e-16 relative), so `x > lo && x < hi` implies `!(Math.abs(Math.log(x)) >= minMove)`. Most
+ * trades are such small moves; the others take the logarithm as before.
+ */
+export function smallMoveBounds(minMove: number): { lo: number; hi: number } {
+  return { lo: Math.exp(-minMove) * (1 + 1e-9), hi: Math.exp(minMove) * (1 - 1e-9) };
+}
+
 export function refreshBaseline(s: IntervalReturns): void {
   s.median = s.sorted.median();
   s.mad = s.sorted.mad();

@@ -18,6 +18,15 @@ export function finiteOrNull(x: unknown): number | null {
   return typeof x === 'number' && Number.isFinite(x) ? x : null;
 }
 
+/**
+ * A time or value kept as NaN while there is none, saved as null. Hot per-event fields are numbers rather
+ * than `number | null`: a field that may hold null keeps numbers boxed, so every store of a new value
+ * allocated one (per quote, per rule); a number-only field is updated in place.
+ */
+export function nullIfNaN(x: number): number | null {
+  return Number.isNaN(x) ? null : x;
+}
+
 /** Throws `${prefix}.${k} must be a number` for the first of keys that is not a finite number in o. */
 export function requireNums(o: Record<string, unknown>, keys: readonly string[], prefix: string): void {
   for (const k of keys) {

@@ -120,6 +120,12 @@ export class RobustWindow {
  * window's remove + insert would move everything above each, twice per event; with inter-arrival times,
  * mostly small and tied, that memmove was most of feed_gap's cost). Quantiles use SortedWindow's exact
  * arithmetic (simple-statistics quantileSorted), so results are bit-identical to RobustWindow's.
+ *
+ * The sorted copy is only kept up to date while quantiles are being read: after maxSamples pushes without
+ * a read it is dropped (pushes then cost a ring write), and the next read sorts the ring's values again —
+ * O(n log n) once per ≥ maxSamples pushes, so O(log n) amortized per push. feed_gap reads its cadence only
+ * for a gap past its floor, which on a busy stream is almost never. A sorted multiset is the same whichever
+ * way it was built (up to the order of −0 and +0, which compare equal).
  */
 export class QuantileWindow {
   private readonly windowMs: number;
@@ -130,9 +136,15 @@ export class QuantileWindow {
   private head = 0;
   private n = 0;
   private horizonTs = Number.NEGATIVE_INFINITY;
-  /** The values, ascending: the ring's n, plus during a push the evicted one(s) not yet taken out. */
+  /**
+   * The values, ascending, while `synced`: the ring's n, plus during a push the evicted one(s) not yet
+   * taken out. Not synced: stale, rebuilt from the ring by the next quantile read.
+   */
   private sorted: Float64Array;
   private sn = 0;
+  private synced = false;
+  /** Pushes since the last quantile read (while synced). */
+  private unread = 0;
 
   constructor(windowMs: number, maxSamples: number) {
     if (!(windowMs > 0)) throw new RangeError(`QuantileWindow: windowMs must be > 0 (got ${windowMs})`);
@@ -153,10 +165,18 @@ export class QuantileWindow {
   push(ts: number, v: number): void {
     if (!Number.isFinite(ts)) throw new RangeError(`QuantileWindow.push: non-finite ts ${ts}`);
     if (Number.isNaN(v)) throw new RangeError('QuantileWindow.push: NaN');
-    // The first value evicted is replaced by v in one move; any others are removed.
-    let out = Number.NaN;
     if (ts > this.horizonTs) this.horizonTs = ts;
     const cutoff = this.horizonTs - this.windowMs;
+    // Unread for maxSamples pushes: stop keeping the sorted copy (the next read rebuilds it).
+    if (this.synced && ++this.unread > this.maxSamples) this.synced = false;
+    if (!this.synced) {
+      while (this.n > 0 && (this.tss[this.head] as number) <= cutoff) this.shiftOne();
+      if (this.n === this.maxSamples) this.shiftOne();
+      this.append(ts, v);
+      return;
+    }
+    // The first value evicted is replaced by v in one move; any others are removed.
+    let out = Number.NaN;
     while (this.n > 0 && (this.tss[this.head] as number) <= cutoff) {
       const x = this.shiftOne();
       if (Number.isNaN(out)) out = x;
@@ -167,6 +187,13 @@ export class QuantileWindow {
       if (Number.isNaN(out)) out = x;
       else this.removeSorted(x);
     }
+    this.append(ts, v);
+    if (Number.isNaN(out)) this.insertSorted(v);
+    else this.replaceSorted(out, v);
+  }
+
+  /** Writes (ts, v) at the ring's tail (room made by the caller, or by growing). */
+  private append(ts: number, v: number): void {
     let cap = this.tss.length;
     if (this.n === cap) {
       this.grow();
@@ -176,8 +203,6 @@ export class QuantileWindow {
     if (k >= cap) k -= cap;
     this.tss[k] = ts;
     this.vals[k] = v;
-    if (Number.isNaN(out)) this.insertSorted(v);
-    else this.replaceSorted(out, v);
     this.n += 1;
   }
 
@@ -185,11 +210,16 @@ export class QuantileWindow {
   expire(now: number): void {
     if (now > this.horizonTs) this.horizonTs = now;
     const cutoff = this.horizonTs - this.windowMs;
-    while (this.n > 0 && (this.tss[this.head] as number) <= cutoff) this.removeSorted(this.shiftOne());
+    while (this.n > 0 && (this.tss[this.head] as number) <= cutoff) {
+      const x = this.shiftOne();
+      if (this.synced) this.removeSorted(x);
+    }
   }
 
   /** SortedWindow.quantile: simple-statistics quantileSorted (type 7) over the window; NaN when empty. */
   quantile(p: number): number {
+    if (!this.synced) this.resync();
+    this.unread = 0;
     return quantileOfSorted(this.sorted, this.n, p, 'QuantileWindow.quantile');
   }
 
@@ -238,8 +268,19 @@ export class QuantileWindow {
     this.vals = vals;
     this.head = 0;
     const sorted = new Float64Array(next);
-    sorted.set(this.sorted.subarray(0, this.sn));
+    if (this.synced) sorted.set(this.sorted.subarray(0, this.sn));
     this.sorted = sorted;
+  }
+
+  /** The sorted copy rebuilt from the ring (numeric ascending sort of the values). */
+  private resync(): void {
+    const cap = this.tss.length;
+    const b = this.sorted;
+    for (let i = 0, k = this.head; i < this.n; i++, k = k + 1 === cap ? 0 : k + 1) b[i] = this.vals[k] as number;
+    if (this.n > 1) b.subarray(0, this.n).sort();
+    this.sn = this.n;
+    this.synced = true;
+    this.unread = 0;
   }
 
   /** First index in [from, to) of the sorted values whose value is >= x (to when none). */

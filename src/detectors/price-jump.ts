@@ -23,6 +23,7 @@ import {
   intervalReturnsToJSON,
   refreshBaseline,
   restoreReturns,
+  smallMoveBounds,
   type IntervalReturns,
   type IntervalReturnsJSON,
 } from './interval-returns.ts';
@@ -71,6 +72,9 @@ interface PriceJumpJSON extends IntervalReturnsJSON {
 function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance<PriceJumpState> {
   const { intervalMs, windowMs, maxSamples, minSamples, zThreshold, minMoveBps, minScaleBps, cooldownMs } = params;
   const minMove = minMoveBps / 1e4;
+  const small = smallMoveBounds(minMove);
+  const smallLo = small.lo;
+  const smallHi = small.hi;
   const minScale = minScaleBps / 1e4;
 
   const newState = (key: string): PriceJumpState => ({
@@ -98,7 +102,9 @@ function makeInstance(params: PriceJumpParams, ruleId: string): DetectorInstance
 
     // Live check against the cached baseline.
     if (s.prevClose === null || s.sorted.size < minSamples) return;
-    const r = Math.log(price / s.prevClose);
+    const x = price / s.prevClose;
+    if (x > smallLo && x < smallHi) return; // |r| < minMove for certain (no logarithm needed)
+    const r = Math.log(x);
     if (!(Math.abs(r) >= minMove)) return;
     const scale = Math.max(MAD_TO_SIGMA * s.mad, minScale);
     const zScore = (r - s.median) / scale;

@@ -31,7 +31,7 @@ import { eventRef, type CanonicalEvent, type Order, type Quote } from '../core/e
 import { TimeWindow } from '../stats/event-window.ts';
 import { SortedWindow } from '../stats/sorted-window.ts';
 import { formatDuration, formatFixed, formatPercent, formatTimes, round } from './format.ts';
-import { isNum as num, isNumOrNull as numOrNull } from './json-state.ts';
+import { isNum as num, isNumOrNull as numOrNull, nullIfNaN } from './json-state.ts';
 import { gradeByMultiple } from './severity.ts';
 import type { DetectorInstance, DetectorSpec, FindingDraft } from './types.ts';
 
@@ -131,13 +131,17 @@ export interface QuoteSubState {
   curIdx: number | null;
   count: number;
   churn: number;
-  /** Mid before the bucket's first update (or at it), for the net move; null when a side was empty. */
-  openMid: number | null;
+  /*
+   * Prices and mids are NaN where the JSON has null: fields that may hold null keep numbers boxed (an
+   * allocation per store, per quote); number fields are updated in place.
+   */
+  /** Mid before the bucket's first update (or at it), for the net move; NaN when a side was empty. */
+  openMid: number;
   /** Current best prices, and the pair before the last change (flip-back detection). */
-  bid: number | null;
-  ask: number | null;
-  prevBid: number | null;
-  prevAsk: number | null;
+  bid: number;
+  ask: number;
+  prevBid: number;
+  prevAsk: number;
   /** A status marker was seen: the next bucket opened is skipped. */
   breakPending: boolean;
   /** Bucket index neither evaluated nor added to the baseline (first after a break). */
@@ -177,9 +181,12 @@ interface QuoteStuffingJSON {
   /** Bucket lengths the state was written under (a hot reload may change them). */
   bucketMs: number;
   orderBucketMs: number;
-  quotes: Omit<QuoteSubState, 'baseline'> & { baseline: unknown };
+  quotes: Omit<QuoteSubState, 'baseline' | QuotePriceField> & { [K in QuotePriceField]: number | null } & { baseline: unknown };
   orders: Omit<OrderSubState, 'baseline'> & { baseline: unknown };
 }
+
+/** Quote sub-state fields that are NaN in memory where the JSON has null. */
+type QuotePriceField = 'openMid' | 'bid' | 'ask' | 'prevBid' | 'prevAsk';
 
 
 /**
@@ -205,8 +212,8 @@ function episodeStarts(sub: { active: boolean; lastFireTs: number | null }, ts: 
   return true;
 }
 
-function mid(bid: number | null, ask: number | null): number | null {
-  return bid !== null && ask !== null && bid > 0 && ask > 0 ? (bid + ask) / 2 : null;
+function mid(bid: number, ask: number): number {
+  return bid > 0 && ask > 0 ? (bid + ask) / 2 : Number.NaN;
 }
 
 function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInstance<QuoteStuffingState> {
@@ -218,11 +225,11 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
     curIdx: null,
     count: 0,
     churn: 0,
-    openMid: null,
-    bid: null,
-    ask: null,
-    prevBid: null,
-    prevAsk: null,
+    openMid: Number.NaN,
+    bid: Number.NaN,
+    ask: Number.NaN,
+    prevBid: Number.NaN,
+    prevAsk: Number.NaN,
     breakPending: false,
     skipIdx: null,
     baseline: new MedianBaseline(p.windowMs, p.maxSamples),
@@ -253,8 +260,8 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
     q.active = false;
     q.count = 0;
     q.churn = 0;
-    q.openMid = null;
-    q.bid = q.ask = q.prevBid = q.prevAsk = null;
+    q.openMid = Number.NaN;
+    q.bid = q.ask = q.prevBid = q.prevAsk = Number.NaN;
     q.breakPending = true;
     q.breaks += 1;
   };
@@ -301,7 +308,7 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
     }
     q.count += 1;
     if (churn) q.churn += 1;
-    if (q.openMid === null) q.openMid = mid(q.bid, q.ask);
+    if (Number.isNaN(q.openMid)) q.openMid = mid(q.bid, q.ask);
 
     // Live check.
     if (q.curIdx === q.skipIdx) return;
@@ -317,7 +324,7 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
 
     const bucketStart = q.curIdx * p.bucketMs;
     const m = mid(q.bid, q.ask);
-    const netMoveBps = m !== null && q.openMid !== null ? Math.log(m / q.openMid) * 1e4 : null;
+    const netMoveBps = !Number.isNaN(m) && !Number.isNaN(q.openMid) ? Math.log(m / q.openMid) * 1e4 : null;
     const trigger = eventRef(ev);
     const per = formatDuration(p.bucketMs);
     out.push({
@@ -452,7 +459,16 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
     toJSON(s: QuoteStuffingState): QuoteStuffingJSON {
       const { baseline: qb, ...q } = s.quotes;
       const { baseline: ob, ...o } = s.orders;
-      return { v: 1, key: s.key, bucketMs: p.bucketMs, orderBucketMs: p.orderBucketMs, quotes: { ...q, baseline: qb.toJSON() }, orders: { ...o, baseline: ob.toJSON() } };
+      const quotes = {
+        ...q,
+        openMid: nullIfNaN(q.openMid),
+        bid: nullIfNaN(q.bid),
+        ask: nullIfNaN(q.ask),
+        prevBid: nullIfNaN(q.prevBid),
+        prevAsk: nullIfNaN(q.prevAsk),
+        baseline: qb.toJSON(),
+      };
+      return { v: 1, key: s.key, bucketMs: p.bucketMs, orderBucketMs: p.orderBucketMs, quotes, orders: { ...o, baseline: ob.toJSON() } };
     },
     fromJSON(json: unknown): QuoteStuffingState {
       const j = json as Partial<QuoteStuffingJSON> | null;
@@ -476,11 +492,11 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
       q.curIdx = jq.curIdx as number | null;
       q.count = jq.count as number;
       q.churn = jq.churn as number;
-      q.openMid = jq.openMid as number | null;
-      q.bid = jq.bid as number | null;
-      q.ask = jq.ask as number | null;
-      q.prevBid = jq.prevBid as number | null;
-      q.prevAsk = jq.prevAsk as number | null;
+      q.openMid = (jq.openMid as number | null) ?? Number.NaN;
+      q.bid = (jq.bid as number | null) ?? Number.NaN;
+      q.ask = (jq.ask as number | null) ?? Number.NaN;
+      q.prevBid = (jq.prevBid as number | null) ?? Number.NaN;
+      q.prevAsk = (jq.prevAsk as number | null) ?? Number.NaN;
       q.breakPending = jq.breakPending === true;
       q.active = jq.active === true;
       q.skipIdx = jq.skipIdx as number | null;
@@ -494,7 +510,7 @@ function makeInstance(params: QuoteStuffingParams, ruleId: string): DetectorInst
         q.baseline = new MedianBaseline(p.windowMs, p.maxSamples);
         q.curIdx = q.skipIdx = null;
         q.count = q.churn = 0;
-        q.openMid = null;
+        q.openMid = Number.NaN;
       }
       const o = s.orders;
       o.curIdx = jo.curIdx as number | null;

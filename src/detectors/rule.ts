@@ -256,6 +256,6 @@ export function applyRule(inner: DetectorInstance, settings: RuleSettings): Rule
     },
   };
   if (inner.view !== undefined) (instance as { view?: DetectorInstance['view'] }).view = inner.view;
-  if (inner.keyOf) instance.keyOf = (ev) => inner.keyOf!(ev);
+  if (inner.keyOf) instance.keyOf = inner.keyOf.bind(inner);
   return instance;
 }

@@ -22,7 +22,7 @@ import { eventRef, type CanonicalEvent, type FeedStatus, type Quote } from '../c
 import { formatDuration, formatTimes, round } from './format.ts';
 import { findingCooling } from './cooldown.ts';
 import { bookStatusEnds } from './feed-status.ts';
-import { fieldNum, fieldStr } from './json-state.ts';
+import { fieldNum, fieldStr, nullIfNaN } from './json-state.ts';
 import { MAD_TO_SIGMA, RobustWindow, formatBps, hasBothSides, num, numOrNull, spreadBpsOf } from './market-common.ts';
 import { gradeByMultiple } from './severity.ts';
 import { distinctRefs } from './triggers.ts';
@@ -74,12 +74,16 @@ interface Episode {
 
 export interface SpreadBlowoutState {
   key: string;
-  /** Time of the last quote used (its bucket is the open one); null before the first or after a reset. */
-  curTs: number | null;
-  /** Spread of the last quote of the open bucket (the open bucket's sample so far). */
-  curSpread: number | null;
-  /** Time of the last quote used (late quotes are older than this). */
-  lastTs: number | null;
+  /*
+   * Times and spread are NaN where the JSON has null: fields that may hold null keep numbers boxed (an
+   * allocation per store, per quote); number fields are updated in place.
+   */
+  /** Time of the last quote used (its bucket is the open one); NaN before the first or after a reset. */
+  curTs: number;
+  /** Spread of the last quote of the open bucket (the open bucket's sample so far); NaN when none. */
+  curSpread: number;
+  /** Time of the last quote used (late quotes are older than this); NaN before the first. */
+  lastTs: number;
   baseline: RobustWindow;
   episode: Episode | null;
   /** book_reset seen and book_synced not yet: derived quotes are skipped. */
@@ -95,9 +99,9 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
 
   const newState = (key: string): SpreadBlowoutState => ({
     key,
-    curTs: null,
-    curSpread: null,
-    lastTs: null,
+    curTs: Number.NaN,
+    curSpread: Number.NaN,
+    lastTs: Number.NaN,
     baseline: new RobustWindow(windowMs, maxSamples),
     episode: null,
     resyncing: false,
@@ -181,8 +185,8 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
   /** Ends what a feed disruption makes meaningless: the episode and the open bucket. */
   const reset = (s: SpreadBlowoutState): void => {
     s.episode = null;
-    s.curTs = null;
-    s.curSpread = null;
+    s.curTs = Number.NaN;
+    s.curSpread = Number.NaN;
   };
 
   const onStatus = (s: SpreadBlowoutState, ev: FeedStatus): void => {
@@ -199,7 +203,7 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
       return;
     }
     const ts = q.ts;
-    if (s.lastTs !== null && ts < s.lastTs) {
+    if (ts < s.lastTs) {
       s.late++;
       return;
     }
@@ -209,7 +213,7 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
 
     // Bucket bookkeeping: a quote in a later bucket closes the open one; its closing spread joins the baseline.
     const idx = Math.floor(ts / sampleMs);
-    if (s.curTs !== null && s.curSpread !== null && idx > Math.floor(s.curTs / sampleMs)) {
+    if (!Number.isNaN(s.curTs) && !Number.isNaN(s.curSpread) && idx > Math.floor(s.curTs / sampleMs)) {
       s.baseline.push(Math.floor(s.curTs / sampleMs) * sampleMs, s.curSpread);
       s.baseline.expire(idx * sampleMs);
       s.baseline.refresh();
@@ -258,9 +262,9 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
       return {
         v: 1,
         key: s.key,
-        curTs: s.curTs,
-        curSpread: s.curSpread,
-        lastTs: s.lastTs,
+        curTs: nullIfNaN(s.curTs),
+        curSpread: nullIfNaN(s.curSpread),
+        lastTs: nullIfNaN(s.lastTs),
         baseline: s.baseline.toJSON(),
         episode: s.episode === null ? null : { ...s.episode },
         resyncing: s.resyncing,
@@ -276,9 +280,9 @@ function makeInstance(params: SpreadBlowoutParams, ruleId: string): DetectorInst
         throw new TypeError('spread_blowout: state JSON is not a v1 spread_blowout state');
       }
       const s = newState(j.key);
-      s.curTs = numOrNull(j.curTs, 'spread_blowout: curTs');
-      s.curSpread = numOrNull(j.curSpread, 'spread_blowout: curSpread');
-      s.lastTs = numOrNull(j.lastTs, 'spread_blowout: lastTs');
+      s.curTs = numOrNull(j.curTs, 'spread_blowout: curTs') ?? Number.NaN;
+      s.curSpread = numOrNull(j.curSpread, 'spread_blowout: curSpread') ?? Number.NaN;
+      s.lastTs = numOrNull(j.lastTs, 'spread_blowout: lastTs') ?? Number.NaN;
       s.baseline = RobustWindow.restore(j.baseline, windowMs, maxSamples, 'spread_blowout');
       s.resyncing = j.resyncing === true;
       s.lastFindingTs = numOrNull(j.lastFindingTs, 'spread_blowout: lastFindingTs');

@@ -70,13 +70,18 @@ export interface VolumeSpikeState {
   /** Largest trades of the open bucket: quantities, trade ids (unordered, ≤ TOP_TRADES). */
   topQty: number[];
   topIds: string[];
+  /**
+   * Index of the first smallest of topQty once it is full (−1: to be found): it changes only when a trade
+   * replaces it, so most trades compare with it instead of scanning the list. Not saved.
+   */
+  topMin: number;
   trades: number;
   late: number;
   gaps: number;
 }
 
 /** The state as saved (the counter in its JSON form). */
-type VolumeSpikeJSON = Omit<VolumeSpikeState, 'rc'> & { v: 1; rc: unknown };
+type VolumeSpikeJSON = Omit<VolumeSpikeState, 'rc' | 'topMin'> & { v: 1; rc: unknown };
 
 /** Quantities: decimals by magnitude, no locale. */
 export function formatQty(x: number): string {
@@ -109,6 +114,7 @@ function makeInstance(params: VolumeSpikeParams, ruleId: string): DetectorInstan
     notional: 0,
     topQty: [],
     topIds: [],
+    topMin: -1,
     trades: 0,
     late: 0,
     gaps: 0,
@@ -119,13 +125,19 @@ function makeInstance(params: VolumeSpikeParams, ruleId: string): DetectorInstan
     if (q.length < TOP_TRADES) {
       q.push(t.qty);
       s.topIds.push(t.tradeId);
+      s.topMin = -1;
       return;
     }
-    let min = 0;
-    for (let i = 1; i < q.length; i++) if ((q[i] as number) < (q[min] as number)) min = i;
+    let min = s.topMin;
+    if (min < 0) {
+      min = 0;
+      for (let i = 1; i < q.length; i++) if ((q[i] as number) < (q[min] as number)) min = i;
+      s.topMin = min;
+    }
     if (t.qty > (q[min] as number)) {
       q[min] = t.qty;
       s.topIds[min] = t.tradeId;
+      s.topMin = -1;
     }
   };
 
@@ -144,6 +156,7 @@ function makeInstance(params: VolumeSpikeParams, ruleId: string): DetectorInstan
       s.notional = 0;
       s.topQty.length = 0;
       s.topIds.length = 0;
+      s.topMin = -1;
     }
     s.notional += t.price * t.qty;
     // The trigger goes into the evidence separately; keep the others' largest.

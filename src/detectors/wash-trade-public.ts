@@ -102,17 +102,29 @@ export interface Run {
   refs: string[];
 }
 
+/**
+ * A price's runs, linked into the key's list of prices from least to most recently touched: touching a
+ * price moves its entry to the tail by relinking (a Map delete + set per touch, to keep the Map's order,
+ * and an iterator to find its first key, were most of the cost per trade).
+ */
+export interface PriceRuns {
+  price: number;
+  list: Run[];
+  prev: PriceRuns | null;
+  next: PriceRuns | null;
+}
+
 export interface WashTradePublicState {
   key: string;
   cumVol: number;
   /**
-   * Price → runs at that price; Map order = least recently touched first. Keyed by the number itself
-   * (String(price) in the JSON): the same keys as strings for every finite price, without formatting a
-   * string per trade.
+   * Price → its runs. Keyed by the number itself (String(price) in the JSON): the same keys as strings for
+   * every finite price, without formatting a string per trade.
    */
-  runs: Map<number, Run[]>;
-  /** The most recently touched price (the Map's last key; NaN when unknown): touching it again needs no re-insert. */
-  lastPrice: number;
+  runs: PriceIndex;
+  /** The prices' entries, least recently touched first (the JSON's order), and the most recently touched. */
+  runsHead: PriceRuns | null;
+  runsTail: PriceRuns | null;
   /** Ref prefix of the last trade's venue and symbol (refPrefix); '' = not known yet, or refs kept in full. */
   refPre: string;
   refVenue: string;
@@ -221,7 +233,111 @@ function dropOldestRun(list: Run[]): void {
   let oldest = 0;
   for (let i = 1; i < list.length; i++) if ((list[i] as Run).lastTs < (list[oldest] as Run).lastTs) oldest = i;
   for (let i = oldest + 1; i < list.length; i++) list[i - 1] = list[i] as Run;
-  list.length -= 1;
+  list.pop(); // the last slot, now a duplicate (pop, not length −= 1: that is a runtime call)
+}
+
+/** Scratch for a price's bits (PriceIndex's hash). */
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+
+/**
+ * Price → its runs, as a Map<number, PriceRuns> with the same key semantics (SameValueZero: −0 is +0, NaN
+ * one key), but open addressing on the price's bits (linear probing, deletion by backward shift): a Map
+ * keyed by numbers hashes and compares boxed numbers, a measurable share of the cost per trade. Grows by
+ * doubling while more than half full; size is bounded by maxRunPrices.
+ */
+export class PriceIndex {
+  private keys = new Float64Array(16);
+  private vals: Array<PriceRuns | undefined> = new Array<PriceRuns | undefined>(16).fill(undefined);
+  private mask = 15;
+  size = 0;
+
+  /** Home slot of x. */
+  private slot(x: number): number {
+    if (x !== x) return 0; // every NaN alike
+    f64[0] = x === 0 ? 0 : x; // −0 as +0
+    let h = Math.imul((u32[0] as number) ^ Math.imul(u32[1] as number, 0x9e3779b1), 0x85ebca6b);
+    h ^= h >>> 15;
+    return h & this.mask;
+  }
+
+  get(x: number): PriceRuns | undefined {
+    const keys = this.keys;
+    const vals = this.vals;
+    const mask = this.mask;
+    for (let i = this.slot(x); ; i = (i + 1) & mask) {
+      const v = vals[i];
+      if (v === undefined) return undefined;
+      const k = keys[i] as number;
+      if (k === x || (k !== k && x !== x)) return v;
+    }
+  }
+
+  /** Adds x → e; x must not be present. */
+  set(x: number, e: PriceRuns): void {
+    if ((this.size + 1) * 2 > this.vals.length) this.grow();
+    let i = this.slot(x);
+    while (this.vals[i] !== undefined) i = (i + 1) & this.mask;
+    this.keys[i] = x;
+    this.vals[i] = e;
+    this.size += 1;
+  }
+
+  delete(x: number): void {
+    const keys = this.keys;
+    const vals = this.vals;
+    const mask = this.mask;
+    let i = this.slot(x);
+    for (;;) {
+      const v = vals[i];
+      if (v === undefined) return;
+      const k = keys[i] as number;
+      if (k === x || (k !== k && x !== x)) break;
+      i = (i + 1) & mask;
+    }
+    // Backward shift: later entries of the cluster whose home slot is not cyclically in (i, j] move up.
+    for (let j = (i + 1) & mask; vals[j] !== undefined; j = (j + 1) & mask) {
+      const h = this.slot(keys[j] as number);
+      const stays = i <= j ? i < h && h <= j : i < h || h <= j;
+      if (stays) continue;
+      keys[i] = keys[j] as number;
+      vals[i] = vals[j];
+      i = j;
+    }
+    vals[i] = undefined;
+    this.size -= 1;
+  }
+
+  private grow(): void {
+    const keys = this.keys;
+    const vals = this.vals;
+    const cap = vals.length * 2;
+    this.keys = new Float64Array(cap);
+    this.vals = new Array<PriceRuns | undefined>(cap).fill(undefined);
+    this.mask = cap - 1;
+    this.size = 0;
+    for (let i = 0; i < vals.length; i++) {
+      const v = vals[i];
+      if (v !== undefined) this.set(keys[i] as number, v);
+    }
+  }
+}
+
+/** Appends e at the tail (most recently touched) of the state's price list. */
+function linkLast(s: WashTradePublicState, e: PriceRuns): void {
+  e.prev = s.runsTail;
+  e.next = null;
+  if (s.runsTail === null) s.runsHead = e;
+  else s.runsTail.next = e;
+  s.runsTail = e;
+}
+
+function unlink(s: WashTradePublicState, e: PriceRuns): void {
+  if (e.prev === null) s.runsHead = e.next;
+  else e.prev.next = e.next;
+  if (e.next === null) s.runsTail = e.prev;
+  else e.next.prev = e.prev;
+  e.prev = e.next = null;
 }
 
 /** qty is a whole multiple of lot (relative tolerance for binary fractions such as 0.1). */
@@ -230,6 +346,13 @@ export function isRoundQty(qty: number, lot: number): boolean {
   const k = qty / lot;
   const n = Math.round(k);
   return n >= 1 && Math.abs(k - n) <= 1e-9 * Math.max(1, k);
+}
+
+/** The prices' runs, least recently touched first. */
+function runsJSON(s: WashTradePublicState): Array<[string, RunJSON[]]> {
+  const out: Array<[string, RunJSON[]]> = [];
+  for (let e = s.runsHead; e !== null; e = e.next) out.push([String(e.price), e.list.map(runToJSON)]);
+  return out;
 }
 
 function runToJSON(r: Run): RunJSON {
@@ -245,8 +368,9 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
     const s: WashTradePublicState = {
       key,
       cumVol: 0,
-      runs: new Map(),
-      lastPrice: Number.NaN,
+      runs: new PriceIndex(),
+      runsHead: null,
+      runsTail: null,
       refPre: '',
       refVenue: '',
       refSymbol: '',
@@ -311,11 +435,23 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
     const side = t.side;
     if (side !== 'buy' && side !== 'sell') return;
     const pk = t.price;
-    // The price's runs, made the most recently touched (re-inserted last) unless they already are.
-    let list = s.runs.get(pk);
-    const touched = list !== undefined && pk === s.lastPrice;
-    if (list === undefined) list = [];
-    else if (!touched) s.runs.delete(pk);
+    // The price's runs, made the most recently touched unless they already are. A new price beyond
+    // maxRunPrices drops the least recently touched one.
+    let e = s.runs.get(pk);
+    if (e === undefined) {
+      const head = s.runsHead;
+      if (s.runs.size >= p.maxRunPrices && head !== null) {
+        unlink(s, head);
+        s.runs.delete(head.price);
+      }
+      e = { price: pk, list: [], prev: null, next: null };
+      s.runs.set(pk, e);
+      linkLast(s, e);
+    } else if (e !== s.runsTail) {
+      unlink(s, e);
+      linkLast(s, e);
+    }
+    const list = e.list;
     let run: Run | undefined;
     let at = -1;
     for (let i = 0; i < list.length; i++) {
@@ -342,14 +478,6 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
       run.lastSide = side;
       run.lastTs = ts;
       if (run.refs.length < MAX_REFS) pushRef(run, pre, part);
-    }
-    if (!touched) {
-      s.runs.set(pk, list);
-      s.lastPrice = pk;
-      if (s.runs.size > p.maxRunPrices) {
-        const first = s.runs.keys().next().value as number;
-        s.runs.delete(first);
-      }
     }
 
     if (run.count < p.minRun) return;
@@ -479,7 +607,7 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
         key: s.key,
         roundWindowMs: p.roundWindowMs,
         cumVol: s.cumVol,
-        runs: [...s.runs].map(([k, list]) => [String(k), list.map(runToJSON)]),
+        runs: runsJSON(s),
         sliceIdx: s.sliceIdx,
         sliceN: s.sliceN,
         sliceR: s.sliceR,
@@ -540,10 +668,17 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
           for (let i = 1; i < list.length; i++) if ((list[i] as Run).lastTs < (list[oldest] as Run).lastTs) oldest = i;
           list.splice(oldest, 1);
         }
-        // Keys are String(price) of finite prices, which Number() turns back into exactly that price.
-        s.runs.set(Number(e[0]), list);
+        // Keys are String(price) of finite prices, which Number() turns back into exactly that price. A
+        // repeated key replaces the runs and keeps its place (as Map.set does).
+        const price = Number(e[0]);
+        const known = s.runs.get(price);
+        if (known !== undefined) known.list = list;
+        else {
+          const entry: PriceRuns = { price, list, prev: null, next: null };
+          s.runs.set(price, entry);
+          linkLast(s, entry);
+        }
       }
-      for (const k of s.runs.keys()) s.lastPrice = k;
       for (const r of j.roundRefs) {
         if (!Array.isArray(r) || r.length !== 2 || !isNum(r[0]) || typeof r[1] !== 'string') throw new TypeError('wash_trade_public: roundRefs must be [ts, ref] pairs');
         s.roundRefs.push([r[0], r[1]]);

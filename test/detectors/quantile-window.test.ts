@@ -62,6 +62,42 @@ describe('QuantileWindow', () => {
     }
   });
 
+  it('matches RobustWindow when read rarely (sorted copy dropped after maxSamples unread pushes, rebuilt on read)', () => {
+    for (let seed = 101; seed <= 108; seed++) {
+      const rng = mulberry32(seed);
+      const windowMs = 200 + Math.floor(rng() * 3000);
+      const maxSamples = 2 + Math.floor(rng() * 200);
+      let q = new QuantileWindow(windowMs, maxSamples);
+      const r = new RobustWindow(windowMs, maxSamples);
+      let ts = 1_000;
+      // Reads come in bursts (kept in sync) and after long silences (rebuilt), across growth and evictions.
+      let nextRead = 0;
+      for (let i = 0; i < 4_000; i++) {
+        ts += rng() < 0.3 ? 0 : Math.floor(rng() * (rng() < 0.01 ? 3 * windowMs : 15));
+        const v = rng() < 0.5 ? Math.floor(rng() * 6) : rng() * 50;
+        q.push(ts, v);
+        r.push(ts, v);
+        if (rng() < 0.01) {
+          const now = ts + Math.floor(rng() * windowMs);
+          q.expire(now);
+          r.expire(now);
+        }
+        if (i === nextRead) {
+          expectSame(q, r, `seed ${seed} step ${i}`);
+          const u = rng();
+          nextRead = i + (u < 0.5 ? 1 + Math.floor(rng() * 3) : u < 0.8 ? maxSamples + Math.floor(rng() * 3 * maxSamples) : Math.floor(rng() * maxSamples));
+        }
+        if (i % 997 === 500) {
+          // A restored window starts unsorted; read it only later.
+          q = QuantileWindow.restore(JSON.parse(JSON.stringify(q.toJSON())), windowMs, maxSamples, 'x');
+          expect(q.toJSON()).toEqual(r.toJSON());
+        }
+      }
+      expectSame(q, r, `seed ${seed} end`);
+      expect(q.toJSON()).toEqual(r.toJSON());
+    }
+  });
+
   it('rejects bad JSON as RobustWindow does', () => {
     expect(() => QuantileWindow.restore({ horizon: null, ts: [1], values: [] }, 100, 10, 'feed_gap: trade')).toThrow('feed_gap: trade: baseline JSON must be');
     expect(() => QuantileWindow.restore({ horizon: null, ts: [1], values: [Number.NaN] }, 100, 10, 'w')).toThrow('finite numbers');

@@ -92,9 +92,9 @@ export function spikeCheck(rc: RateCounter, c: SpikeConfig): SpikeStats | null {
   if (n < c.minBaselineBuckets || n === 0) return null;
   const value = c.measure === 'count' ? rc.currentCount : rc.currentSum;
   const median = rc.median();
-  const mean = c.measure === 'count' ? rc.countMean : rc.sumMean;
   const refIsMedian = median > 0;
-  const ref = refIsMedian ? median : mean;
+  // The mean only when it is the reference (most checks end at the ratio test).
+  const ref = refIsMedian ? median : c.measure === 'count' ? rc.countMean : rc.sumMean;
   if (!(ref > 0)) return null;
   const ratio = value / ref;
   if (!(ratio >= c.ratio)) return null;
