@@ -12,5 +12,5 @@ COPY tsconfig.json ./
 ENV HOST=0.0.0.0 PORT=8080 VIGIL_DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 8080
-ENTRYPOINT ["node", "bin/vigil.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=64", "bin/vigil.js"]
 CMD ["run"]

@@ -157,7 +157,7 @@ function summarySection(s: Summary, ran: string[], skipped: Record<string, strin
     .join(' ');
   return {
     id: 'summary',
-    title: `SUMMARY (${process.version}, ${availableParallelism()} cores, load average ${load}; sections: ${ran.join(', ')}; ${seconds.toFixed(0)} s)`,
+    title: `SUMMARY (${process.version}${process.execArgv.filter((a) => a.startsWith('--max-')).map((a) => ` ${a}`).join('')}, ${availableParallelism()} cores, load average ${load}; sections: ${ran.join(', ')}; ${seconds.toFixed(0)} s)`,
     header: ['measure', 'value', 'of JSON.parse'],
     rows,
     notes: [

@@ -118,7 +118,17 @@ describe('docker-compose.yml', () => {
 
   it('the Dockerfile starts the CLI the services use', () => {
     const dockerfile = readFileSync('Dockerfile', 'utf8');
-    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "bin\/vigil.js"\]/);
+    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "--max-semi-space-size=\d+", "bin\/vigil.js"\]/);
     expect(dockerfile).toMatch(/npm ci/);
+  });
+
+  it('every way of starting Vigil (bin shebang, npm start, the bench, the image) runs Node with one young-generation size', () => {
+    const flag = /--max-semi-space-size=(\d+)/;
+    const scripts = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts;
+    const shebang = readFileSync('bin/vigil.js', 'utf8').split('\n')[0]!;
+    expect(shebang).toMatch(/^#!\/usr\/bin\/env -S node /);
+    const sizes = [shebang, scripts.start!, scripts.bench!, readFileSync('Dockerfile', 'utf8')].map((s) => flag.exec(s)?.[1]);
+    expect(sizes[0]).toBeDefined();
+    expect(new Set(sizes)).toEqual(new Set([sizes[0]]));
   });
 });
