@@ -34,6 +34,7 @@ import {
 import { detectorSpecs } from '../src/detectors/registry.ts';
 import type { DetectorInstance, FindingDraft, RiskSignal } from '../src/detectors/types.ts';
 import { fmtInt, type BenchSection } from './table.ts';
+import { mulberry32 } from '../test/helpers/random.ts';
 
 // Short passes keep `npm run bench` within its budget: best of 2 passes of at least 150 ms and one whole
 // round of the stream each moves a rate by a few % at most.
@@ -48,16 +49,6 @@ const T0 = Date.UTC(2024, 7, 8, 12, 0, 0);
 
 // ------------------------------------------------------------------ deterministic randomness
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 type Rng = () => number;
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)] as T;
 /** Index in [0, n) skewed to the low end (a few hot keys, a long tail). */

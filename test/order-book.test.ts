@@ -7,17 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { OrderBook, type Level } from '../src/feeds/book/order-book.ts';
 import { decimalText } from '../src/feeds/normalize-util.ts';
+import { mulberry32 } from './helpers/random.ts';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What a side must hold: levels by price, with the text rules of the original level objects. */
 class ModelSide {

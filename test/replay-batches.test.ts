@@ -7,19 +7,10 @@ import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { LineSplitter } from '../src/replay/formats.ts';
+import { mulberry32 as rng } from './helpers/random.ts';
 import { mergeBatchesByTime, mergeByTime } from '../src/replay/merge.ts';
 
 /** A small seeded PRNG, so a failure reproduces. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = ['abc', '{"x":1}', ' ', '\t', 'é', '€', '😀', '\n', '\r\n', '\r', '\n\n', '\r\r\n', '\r\n\r'];
 

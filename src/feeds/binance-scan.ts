@@ -24,7 +24,7 @@
  * decimalText (normalize-util.ts) reads the same text. The scanner checks the layout only; value
  * checks (price > 0, U <= u, the symbol's mapping) stay with the normalizer.
  */
-import type { Pair } from './normalize-util.ts';
+import { POW10, type Pair } from './normalize-util.ts';
 
 export const NOT_MINE = 0;
 export const SCAN_TRADE = 1;
@@ -44,8 +44,6 @@ const CLOSE_BRACE = 125;
 /** Longer frames are left to JSON.parse (the buffer grows to fit the longest frame scanned, up to 1 MB). */
 const MAX_FRAME = (1 << 20) - 1;
 
-/** As decimalText's table: 10^k for k <= 15, each an exact double. */
-const POW10: readonly number[] = Array.from({ length: 16 }, (_, k) => 10 ** k);
 
 const encoder = new TextEncoder();
 const ascii = (s: string): Uint8Array => encoder.encode(s);

@@ -48,7 +48,8 @@ export function describePlain(v: unknown): string {
   return s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }
 
-const POW10: readonly number[] = Array.from({ length: 16 }, (_, k) => 10 ** k);
+/** 10^k for k <= 15, each an exact double (decimalText, and binance-scan.ts's byte reading of the same text). */
+export const POW10: readonly number[] = Array.from({ length: 16 }, (_, k) => 10 ** k);
 
 /**
  * Numeric text → number, exactly as `+s`: plain decimals of at most 15 digits (`"58000.01000000"`, every
