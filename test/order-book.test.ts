@@ -97,6 +97,70 @@ describe('OrderBook', () => {
   });
 });
 
+describe('BookSide.setAll', () => {
+  it('gives what set() one by one gives: sorted diffs (merged in place), unsorted ones, growth, -0', () => {
+    const rng = mulberry32(11);
+    const book = new OrderBook();
+    const one = new OrderBook();
+    const model = { bids: new ModelSide(true), asks: new ModelSide(false) };
+    let sortedDiffs = 0;
+    let deepest = 0;
+    for (let step = 0; step < 4_000; step++) {
+      const side = rng() < 0.5 ? 'bids' : 'asks';
+      if (rng() < 0.01) {
+        book[side].clear();
+        one[side].clear();
+        model[side].levels.clear();
+      }
+      // A diff side: distinct prices spread over a deep book (sorted best first, as venues send them),
+      // sometimes with repeats, sometimes shuffled; big inserts now and then to grow the storage.
+      const m = rng() < 0.05 ? 200 + Math.floor(rng() * 400) : Math.floor(rng() * 40);
+      const dense = rng() < 0.5;
+      const prices = new Set<number>();
+      while (prices.size < m) {
+        const off = dense ? Math.floor(rng() * 3 * m + 1) : Math.floor(rng() * 3_000);
+        prices.add(side === 'bids' ? 10_000 - off / 2 : 10_000.5 + off / 2);
+      }
+      let diff: Array<[number, number]> = [...prices].map((p) => [p, rng() < 0.4 ? (rng() < 0.5 ? -0 : 0) : Math.round(rng() * 1000) / 100 + 0.01]);
+      diff.sort((a, b) => (side === 'bids' ? b[0] - a[0] : a[0] - b[0]));
+      const u = rng();
+      if (u < 0.1 && diff.length > 1) diff.push(diff[Math.floor(rng() * diff.length)]!); // a repeat: not strictly sorted
+      else if (u < 0.2) diff = diff.reverse();
+      else sortedDiffs++;
+      book[side].setAll(diff);
+      for (const [p, q] of diff) {
+        one[side].set(p, q);
+        model[side].set(p, q);
+      }
+      deepest = Math.max(deepest, book[side].length);
+      if (step % 41 === 0 || step === 3_999) {
+        for (const s of ['bids', 'asks'] as const) {
+          const got = book[s];
+          expect(got.levels).toEqual(model[s].sorted());
+          expect(got.length).toBe(one[s].length);
+          for (let i = 0; i < got.length; i++) {
+            expect(Object.is(got.priceAt(i), one[s].priceAt(i))).toBe(true);
+            expect(Object.is(got.qtyAt(i), one[s].qtyAt(i))).toBe(true);
+          }
+        }
+      }
+    }
+    expect(sortedDiffs).toBeGreaterThan(3_000);
+    expect(deepest).toBeGreaterThan(1_000); // well past the initial 64 levels: the storage grew in setAll
+  });
+
+  it('keeps the stored price on an update (0 stays 0 under a -0 update), and the levels view while nothing changes', () => {
+    const book = new OrderBook();
+    book.asks.setAll([[0, 1], [1, 1], [2, 1]]);
+    const view = book.asks.levels;
+    book.asks.setAll([[0.5, 0], [1.5, 0], [3, 0]]); // removals of levels that are not there
+    expect(book.asks.levels).toBe(view);
+    book.asks.setAll([[-0, 5], [2, 0], [4, 1]]);
+    expect(Object.is(book.asks.priceAt(0), 0)).toBe(true);
+    expect(book.asks.levels.map((l) => [l.price, l.qty])).toEqual([[0, 5], [1, 1], [4, 1]]);
+  });
+});
+
 describe('decimalText', () => {
   it('reads numeric text exactly as +s does', () => {
     const edge = ['', '.', '1.', '.5', '-1', '+1', '1e5', ' 1', '1 ', '0x10', '00', '007', '0.00000000', '58000.01000000', '123456789012345', '1234567890123456',

@@ -21,8 +21,9 @@
  * the closing brace. Anything else is NOT_MINE, and the caller takes the JSON.parse path, which keeps
  * its own events and error messages. Every text accepted here is valid JSON, and the values read are
  * the ones JSON.parse plus the normalizer's field reading give: integers exactly, decimals exactly as
- * decimalText (normalize-util.ts) reads the same text. The scanner checks the layout only; value
- * checks (price > 0, U <= u, the symbol's mapping) stay with the normalizer.
+ * decimalText (normalize-util.ts) reads the same text. The scanner checks the layout, and of the values
+ * only the depth levels' (price > 0, both finite), which it reads one by one anyway; the other value
+ * checks (trade and bookTicker prices, U <= u, the symbol's mapping) stay with the normalizer.
  */
 import { POW10, type Pair } from './normalize-util.ts';
 
@@ -259,43 +260,69 @@ export class BinanceScan {
    * A quoted plain decimal whose opening quote is read, through its closing quote: digits with at most
    * one dot and at least one digit, else NaN. Its value is decimalText's for the same text, step for
    * step: up to 16 characters and 15 digits the digits as an integer over a power of ten, else `+text`.
+   * The integer part and the fraction are read as two integers (int32 arithmetic for the usual 9 digits
+   * or fewer each, where one chain of doubles costs twice as much), joined exactly: every partial value
+   * is an integer below 10^15.
    */
   private decimal(): number {
     const b = this.b;
     const start = this.i;
     let i = start;
-    let m = 0;
-    let dot = -1;
-    for (;;) {
-      const c = b[i]!;
-      if (c >= ZERO && c <= NINE) m = m * 10 + (c - ZERO);
-      else if (c === DOT && dot < 0) dot = i;
-      else if (c === QUOTE) break;
-      else return NaN; // another character, a second dot, or the end of the frame
-      i++;
+    let ip = 0;
+    let c = b[i]!;
+    while (c >= ZERO && c <= NINE) {
+      ip = ip * 10 + (c - ZERO);
+      c = b[++i]!;
     }
+    let fp = 0;
+    let fd = -1; // fraction digits; -1: no dot
+    if (c === DOT) {
+      const f0 = i + 1;
+      c = b[++i]!;
+      while (c >= ZERO && c <= NINE) {
+        fp = fp * 10 + (c - ZERO);
+        c = b[++i]!;
+      }
+      fd = i - f0;
+    }
+    if (c !== QUOTE) return NaN; // another character, a second dot, or the end of the frame
     this.i = i + 1;
     const n = i - start;
-    const digits = dot < 0 ? n : n - 1;
+    const digits = fd < 0 ? n : n - 1;
     if (digits === 0) return NaN;
     if (n > 16 || digits > 15) return +this.text.slice(start, i);
-    return dot < 0 ? m : m / (POW10[i - 1 - dot] as number);
+    if (fd < 0) return ip;
+    const scale = POW10[fd] as number;
+    return (ip * scale + fp) / scale;
   }
 
-  /** `[]` or `[["<dec>","<dec>"],…]`; undefined when the levels are anything else. */
+  /**
+   * `[]` or `[["<dec>","<dec>"],…]`; undefined when the levels are anything else, or when a level
+   * fails the normalizer's checks of it (price > 0, price and size finite: levels() in binance.ts), so
+   * that the normalizer does not walk them again. A byte is checked before the one after it is read:
+   * the 0 at the end of the frame stops every test.
+   */
   private levels(): Pair[] | undefined {
-    if (!this.char(OPEN_BRACKET)) return undefined;
+    const b = this.b;
+    if (b[this.i] !== OPEN_BRACKET) return undefined;
     const out: Pair[] = [];
-    if (this.char(CLOSE_BRACKET)) return out;
+    if (b[++this.i] === CLOSE_BRACKET) {
+      this.i++;
+      return out;
+    }
     for (;;) {
-      if (!this.char(OPEN_BRACKET) || !this.char(QUOTE)) return undefined;
+      if (b[this.i] !== OPEN_BRACKET || b[this.i + 1] !== QUOTE) return undefined;
+      this.i += 2;
       const px = this.decimal();
-      if (Number.isNaN(px) || !this.char(COMMA) || !this.char(QUOTE)) return undefined;
+      if (!(px > 0 && px !== Infinity) || b[this.i] !== COMMA || b[this.i + 1] !== QUOTE) return undefined;
+      this.i += 2;
       const q = this.decimal();
-      if (Number.isNaN(q) || !this.char(CLOSE_BRACKET)) return undefined;
+      if (!(q >= 0 && q !== Infinity) || b[this.i] !== CLOSE_BRACKET) return undefined;
       out.push([px, q]);
-      if (this.char(CLOSE_BRACKET)) return out;
-      if (!this.char(COMMA)) return undefined;
+      const c = b[this.i + 1];
+      this.i += 2;
+      if (c === CLOSE_BRACKET) return out;
+      if (c !== COMMA) return undefined;
     }
   }
 }

@@ -118,15 +118,6 @@ function levels(v: unknown, ctx: string, field: string): Level[] {
   return out;
 }
 
-/** True when levels() would accept every [price, qty] of the scanner's levels (prices > 0, sizes >= 0, finite). */
-function validLevels(lv: readonly Level[]): boolean {
-  for (let i = 0; i < lv.length; i++) {
-    const [px, q] = lv[i]!;
-    if (!(px > 0 && px !== Infinity) || !(q >= 0 && q !== Infinity)) return false;
-  }
-  return true;
-}
-
 // ---------------------------------------------------------------- markets
 
 /** What differs between Binance spot and USD-M futures; parsing and sync code is shared. */
@@ -324,9 +315,9 @@ export class BinanceNormalizer implements Normalizer {
       return this.onQuote(st, q, out);
     }
     // SCAN_DEPTH_UPDATE
-    const { bids, asks } = scan;
-    if (!validLevels(bids) || !validLevels(asks) || scan.firstId > scan.lastId) return PARSE;
-    const d = this.diffEvent(symbol, scan.eventTime, recvTs, scan.lastId, scan.firstId, bids, asks);
+    // The scanner already turned away levels that levels() would reject.
+    if (scan.firstId > scan.lastId) return PARSE;
+    const d = this.diffEvent(symbol, scan.eventTime, recvTs, scan.lastId, scan.firstId, scan.bids, scan.asks);
     const st = this.symbols.get(symbol) ?? this.state(symbol, scan.symbol.toUpperCase());
     return this.onDepthUpdate(st, d, out);
   }
@@ -622,8 +613,8 @@ export class BinanceNormalizer implements Normalizer {
 
   private apply(st: SymbolState, d: Book, out: CanonicalEvent[]): void {
     const book = st.book;
-    for (const [px, q] of d.bids) book.bids.set(px, q);
-    for (const [px, q] of d.asks) book.asks.set(px, q);
+    book.bids.setAll(d.bids);
+    book.asks.setAll(d.asks);
     book.seq = d.seq;
     st.lastU = d.seq;
     out.push(d);

@@ -24,6 +24,11 @@ interface LevelText {
 }
 
 const INITIAL_LEVELS = 64;
+/**
+ * Shifts of up to this many doubles are a plain loop: copyWithin is a call into the runtime that costs
+ * as much as moving a few dozen doubles by hand.
+ */
+const LOOP_SHIFT = 32;
 
 class BookSide {
   /** (price, qty) of level k at [2k, 2k+1]; k = 0 is the worst level, k = n-1 the best. */
@@ -31,6 +36,9 @@ class BookSide {
   private n = 0;
   /** Venue texts by price, once a venue gave any. */
   private texts: Map<number, LevelText> | undefined;
+  /** setAll()'s working space, kept between calls. */
+  private plan = new Int32Array(64);
+  private written = new Float64Array(32);
   /** `levels` as last materialized; dropped on every change. */
   private view: Level[] | undefined;
 
@@ -77,9 +85,9 @@ class BookSide {
   }
 
   /** Storage index of the level with this price, or where it would be inserted (storage is worst first). */
-  private search(price: number): number {
+  private search(price: number, from = 0): number {
     const d = this.data;
-    let lo = 0;
+    let lo = from;
     let hi = this.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
@@ -99,7 +107,9 @@ class BookSide {
     const hit = k < n && d[2 * k] === price;
     if (qty === 0) {
       if (!hit) return false;
-      d.copyWithin(2 * k, 2 * k + 2, 2 * n);
+      const end = 2 * n;
+      if (end - 2 * k - 2 <= LOOP_SHIFT) for (let i = 2 * k; i < end - 2; i++) d[i] = d[i + 2]!;
+      else d.copyWithin(2 * k, 2 * k + 2, end);
       this.n = n - 1;
       this.texts?.delete(price);
       this.view = undefined;
@@ -115,12 +125,124 @@ class BookSide {
         this.data = grown;
       }
       const g = this.data;
-      g.copyWithin(2 * k + 2, 2 * k, 2 * n);
+      if (2 * n - 2 * k <= LOOP_SHIFT) for (let i = 2 * n - 1; i >= 2 * k; i--) g[i + 2] = g[i]!;
+      else g.copyWithin(2 * k + 2, 2 * k, 2 * n);
       g[2 * k] = price;
       g[2 * k + 1] = qty;
       this.n = n + 1;
     }
     if (priceText !== undefined || qtyText !== undefined || this.texts !== undefined) this.setText(price, hit, priceText, qtyText);
+    return true;
+  }
+
+  /**
+   * Sets each [price, qty] in turn, exactly as set(price, qty) one after the other. A venue sends a diff
+   * side sorted best first, its levels spread over the book (a Binance diff's ~18 per side reach ~1,000
+   * levels deep): set() one by one shifts every level above each insert or removal, which made book
+   * updates the costliest part of a Binance replay. Sorted, the diff is applied in place in one go: first
+   * where each of its levels goes, then each stretch of untouched levels between two of them moves once
+   * by the net count of inserts minus removals below it (mostly small, often 0: no move at all), then the
+   * diff's levels are written. Unsorted input (or a side with venue texts) takes set() one by one.
+   */
+  setAll(levels: ReadonlyArray<readonly [number, number]>): void {
+    const m = levels.length;
+    if (m < 2 || this.texts !== undefined || !this.bestFirst(levels)) {
+      for (let j = 0; j < m; j++) {
+        const l = levels[j]!;
+        this.set(l[0], l[1]);
+      }
+      return;
+    }
+    if (this.plan.length < 4 * m) this.plan = new Int32Array(4 * m);
+    if (this.written.length < 2 * m) this.written = new Float64Array(2 * m);
+    const plan = this.plan; // per diff level t (storage order): run start, run end, run shift, final slot (-1: none)
+    const written = this.written; // per diff level t: price and size written at its final slot
+    const n = this.n;
+    let d = this.data;
+    let shift = 0;
+    let lo = 0;
+    let changed = false;
+    // Pass 1, storage order (worst first = the diff from its end): where each level goes.
+    for (let j = m - 1, t = 0; j >= 0; j--, t++) {
+      const l = levels[j]!;
+      const price = l[0];
+      const qty = l[1];
+      const k = this.search(price, lo);
+      const hit = k < n && d[2 * k] === price;
+      let slot = -1;
+      if (qty !== 0) {
+        slot = k + shift;
+        // An update keeps the stored price (as set() does) and takes the size.
+        written[2 * t] = hit ? d[2 * k]! : price;
+        written[2 * t + 1] = qty;
+        if (!hit) shift++;
+        changed = true;
+      } else if (hit) {
+        shift--;
+        changed = true;
+      }
+      lo = hit ? k + 1 : k;
+      // The untouched run above this level, up to the next one's position (filled in below).
+      plan[4 * t] = lo;
+      plan[4 * t + 2] = shift;
+      plan[4 * t + 3] = slot;
+      if (t > 0) plan[4 * (t - 1) + 1] = k;
+    }
+    plan[4 * (m - 1) + 1] = n;
+    const total = n + shift;
+    if (2 * total > d.length) {
+      const grown = new Float64Array(2 ** Math.ceil(Math.log2(2 * total)));
+      grown.set(d);
+      this.data = d = grown;
+    }
+    // Pass 2: runs shifted up move top first, runs shifted down bottom first, so that no run lands on
+    // one not moved yet (shifts of neighbouring runs differ by at most 1, a slot taken or freed).
+    for (let t = m - 1; t >= 0; t--) {
+      const sh = plan[4 * t + 2]!;
+      if (sh > 0) this.move(d, plan[4 * t]!, plan[4 * t + 1]!, sh);
+    }
+    for (let t = 0; t < m; t++) {
+      const sh = plan[4 * t + 2]!;
+      if (sh < 0) this.move(d, plan[4 * t]!, plan[4 * t + 1]!, sh);
+    }
+    // Pass 3: the diff's levels.
+    for (let t = 0; t < m; t++) {
+      const slot = plan[4 * t + 3]!;
+      if (slot < 0) continue;
+      d[2 * slot] = written[2 * t]!;
+      d[2 * slot + 1] = written[2 * t + 1]!;
+    }
+    this.n = total;
+    if (changed) this.view = undefined;
+  }
+
+  /** Levels [from, to) moved by `shift` slots. */
+  private move(d: Float64Array, from: number, to: number, shift: number): void {
+    const len = 2 * (to - from);
+    if (len <= 0) return;
+    const a = 2 * from;
+    const s = 2 * shift;
+    if (len > LOOP_SHIFT) d.copyWithin(a + s, a, a + len);
+    else if (s > 0) for (let i = a + len - 1; i >= a; i--) d[i + s] = d[i]!;
+    else for (let i = a; i < a + len; i++) d[i + s] = d[i]!;
+  }
+
+  /** Prices strictly best to worst (no repeats, no NaN): applying them in one go is the same as one by one. */
+  private bestFirst(levels: ReadonlyArray<readonly [number, number]>): boolean {
+    let prev = levels[0]![0];
+    if (this.descending) {
+      for (let j = 1; j < levels.length; j++) {
+        const p = levels[j]![0];
+        if (!(p < prev)) return false;
+        prev = p;
+      }
+    } else {
+      for (let j = 1; j < levels.length; j++) {
+        const p = levels[j]![0];
+        if (!(p > prev)) return false;
+        prev = p;
+      }
+    }
     return true;
   }
 
