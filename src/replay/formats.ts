@@ -31,7 +31,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { ERR, VigilError } from '../core/errors.ts';
 import { EVENT_KINDS } from '../core/events.ts';
 import type { RawFrame } from '../feeds/types.ts';
-import { openInputFile } from './open-input.ts';
+import { openInputFile, type OpenedFile } from './open-input.ts';
 
 export type InputFormat = 'vigil' | 'cryptofeed' | 'hftbacktest' | 'events';
 
@@ -144,7 +144,27 @@ function unrecognizedMessage(lines: readonly string[]): string {
 
 // ---------------------------------------------------------------- line parsers
 
-type LineParser = (line: string, n: number) => ReplayRecord;
+/**
+ * What the replay reads: a frame as it is (the common record, with nothing around it) or any other record.
+ * readRecords wraps frames into their `frame` records.
+ */
+export type FrameOrRecord = RawFrame | ReplayRecord;
+
+/** A bare frame, not a record: records have a `type`, RawFrame has none. */
+export function isFrame(x: FrameOrRecord): x is RawFrame {
+  return (x as { type?: unknown }).type === undefined;
+}
+
+/**
+ * Parses line `n`, the characters [start, end) of `text` (a block of lines: see LineSplitter), so the
+ * common line needs no string of its own.
+ */
+type LineParser = (text: string, start: number, end: number, n: number) => FrameOrRecord;
+
+/** Line [start, end) of `text` as a string (the formats that JSON.parse or match whole lines). */
+function lineOf(text: string, start: number, end: number): string {
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
 
 function malformed(n: number, reason: string, line: string): ReplayRecord {
   return { type: 'malformed', line: n, reason, raw: line.length > MAX_RAW_IN_RECORD ? line.slice(0, MAX_RAW_IN_RECORD) : line };
@@ -168,7 +188,9 @@ const EXPECTED_EVENT = `expected a canonical event object with "kind" one of ${E
 const isEventObject = (o: Json): boolean => EVENT_KIND_SET.has(o.kind as string);
 
 function vigilParser(path: string): LineParser {
-  return (line, n) => {
+  const originPrefix = `${path}:`;
+  return (text, start, end, n) => {
+    const line = lineOf(text, start, end);
     const r = objectLine(line, EXPECTED_VIGIL, isVigilRecord);
     if (typeof r === 'string') return malformed(n, r, line);
     if (r.data === undefined && r.b64 === undefined && r.meta !== undefined) return { type: 'skip', line: n, why: 'meta' };
@@ -182,14 +204,15 @@ function vigilParser(path: string): LineParser {
     if (typeof r.data === 'string') data = r.data;
     else if (typeof r.b64 === 'string') data = Buffer.from(r.b64, 'base64').toString('utf8');
     else return malformed(n, 'vigil record: needs "data" (text) or "b64" (binary)', line);
-    const frame: RawFrame = { recvTs, source: r.source, data, origin: `${path}:${n}` };
+    const frame: RawFrame = { recvTs, source: r.source, data, origin: originPrefix + n };
     if (r.channel !== undefined) frame.channel = r.channel as string;
-    return { type: 'frame', line: n, frame };
+    return frame;
   };
 }
 
 function eventsParser(): LineParser {
-  return (line, n) => {
+  return (text, start, end, n) => {
+    const line = lineOf(text, start, end);
     const o = objectLine(line, EXPECTED_EVENT, isEventObject);
     if (typeof o === 'string') return malformed(n, o, line);
     return { type: 'event', line: n, event: o };
@@ -210,43 +233,67 @@ export function secondsToMs(s: string): number {
 
 /** `1723161253937085768` → 1723161253937.085768 (ms), exact to the double's precision. */
 export function nsToMs(ns: string): number {
-  return nsPrefixToMs(ns, ns.length);
+  return nsRangeToMs(ns, 0, ns.length);
 }
 
 /**
- * nsToMs of `text`'s first `end` characters (ASCII digits). The common case, 19 digits without a
+ * nsToMs of `text`'s characters [start, end) (ASCII digits). The common case, 19 digits without a
  * leading zero (epoch ns from 2001 to 2286), needs no string: ms + frac / 1e6 with both parts exact
  * integers is the nearest double to the decimal. (frac / 1e6 is off by at most 2^-53 of itself, ~1e-16,
  * while the exact value is at least 64 / (1e6 * 2^14) ~ 4e-9 away from any rounding midpoint at this
  * magnitude, whose ulp is 2^-13 .. 2^-9: no midpoint lies between them, so the sum rounds the same.)
  */
-function nsPrefixToMs(text: string, end: number): number {
-  if (end === 19 && text.charCodeAt(0) !== 48) {
+function nsRangeToMs(text: string, start: number, end: number): number {
+  if (end - start === 19 && text.charCodeAt(start) !== 48) {
     let ms = 0;
-    for (let i = 0; i < 13; i++) ms = ms * 10 + (text.charCodeAt(i) - 48);
+    for (let i = start; i < start + 13; i++) ms = ms * 10 + (text.charCodeAt(i) - 48);
     let frac = 0;
-    for (let i = 13; i < 19; i++) frac = frac * 10 + (text.charCodeAt(i) - 48);
+    for (let i = start + 13; i < end; i++) frac = frac * 10 + (text.charCodeAt(i) - 48);
     return ms + frac / 1e6;
   }
   // Otherwise one decimal conversion of "<ms>.<ns fraction>": the nearest double, no BigInt, no 2^53 overflow.
-  const ns = end === text.length ? text : text.slice(0, end);
+  const ns = lineOf(text, start, end);
   if (ns.length <= 6) return Number(`0.${ns.padStart(6, '0')}`);
   return Number(`${ns.slice(0, ns.length - 6)}.${ns.slice(ns.length - 6)}`);
 }
 
 function hftbacktestParser(path: string): LineParser {
   const expected = 'expected "<ns> <json>"';
-  return (line, n) => {
-    const sp = line.indexOf(' ');
-    if (sp < 1 || sp > 20) return malformed(n, expected, line);
-    for (let i = 0; i < sp; i++) {
-      const c = line.charCodeAt(i);
-      if (c < 48 || c > 57) return malformed(n, `${expected}: timestamp is not an integer of nanoseconds`, line);
+  const originPrefix = `${path}:`;
+  return (text, start, end, n) => {
+    let sp = text.indexOf(' ', start);
+    if (sp >= end) sp = -1;
+    const digits = sp < 0 ? -1 : sp - start;
+    if (digits < 1 || digits > 20) return malformed(n, expected, lineOf(text, start, end));
+    let recvTs: number;
+    if (digits === 19 && text.charCodeAt(start) !== 48) {
+      // nsRangeToMs's common case fused with the digit check: one charCodeAt per digit (on a slice of
+      // an external string each costs a few ns, a good part of reading a line)
+      let ms = 0;
+      let frac = 0;
+      let notDigit = 0; // negative once some character is not 0-9
+      for (let i = start; i < start + 13; i++) {
+        const d = text.charCodeAt(i) - 48;
+        notDigit |= d | (9 - d);
+        ms = ms * 10 + d;
+      }
+      for (let i = start + 13; i < sp; i++) {
+        const d = text.charCodeAt(i) - 48;
+        notDigit |= d | (9 - d);
+        frac = frac * 10 + d;
+      }
+      if (notDigit < 0) return malformed(n, `${expected}: timestamp is not an integer of nanoseconds`, lineOf(text, start, end));
+      recvTs = ms + frac / 1e6;
+    } else {
+      for (let i = start; i < sp; i++) {
+        const c = text.charCodeAt(i);
+        if (c < 48 || c > 57) return malformed(n, `${expected}: timestamp is not an integer of nanoseconds`, lineOf(text, start, end));
+      }
+      recvTs = nsRangeToMs(text, start, sp);
     }
-    const c0 = line.charCodeAt(sp + 1);
-    if (c0 !== 0x7b && c0 !== 0x5b) return malformed(n, `${expected}: no JSON after the timestamp`, line);
-    const frame: RawFrame = { recvTs: nsPrefixToMs(line, sp), source: 'binance', data: line.slice(sp + 1), origin: `${path}:${n}` };
-    return { type: 'frame', line: n, frame };
+    const c0 = sp + 1 < end ? text.charCodeAt(sp + 1) : -1;
+    if (c0 !== 0x7b && c0 !== 0x5b) return malformed(n, `${expected}: no JSON after the timestamp`, lineOf(text, start, end));
+    return { recvTs, source: 'binance', data: text.slice(sp + 1, end), origin: originPrefix + n };
   };
 }
 
@@ -296,15 +343,16 @@ function venueFromFileName(path: string): string {
 function cryptofeedParser(path: string): LineParser {
   let venue = venueFromFileName(path);
   const expected = 'expected "<ts>: <frame>", "<url> <-> <ts>", "<url> <- <ts>: <json>", "<url> -> <ts>: <json>" or "configuration: …"';
-  return (line, n) => {
+  const originPrefix = `${path}:`;
+  return (text, start, end, n) => {
+    const line = lineOf(text, start, end);
     const c = line.charCodeAt(0);
     if (c >= 48 && c <= 57) {
       const i = line.indexOf(': ');
       if (i > 0) {
         const ts = line.slice(0, i);
         if (TS_SECONDS_RE.test(ts)) {
-          const frame: RawFrame = { recvTs: secondsToMs(ts), source: venue, data: line.slice(i + 2), origin: `${path}:${n}` };
-          return { type: 'frame', line: n, frame };
+          return { recvTs: secondsToMs(ts), source: venue, data: line.slice(i + 2), origin: originPrefix + n };
         }
       }
       return malformed(n, expected, line);
@@ -321,14 +369,13 @@ function cryptofeedParser(path: string): LineParser {
     }
     if (payload === undefined) return malformed(n, expected, line);
     if (dir === '<-') return { type: 'skip', line: n, why: `sent frame to ${url}` };
-    const frame: RawFrame = {
+    return {
       recvTs: secondsToMs(ts),
       source: venueFromUrl(url) ?? venue,
       data: payload,
       channel: restChannel(url),
-      origin: `${path}:${n}`,
+      origin: originPrefix + n,
     };
-    return { type: 'frame', line: n, frame };
   };
 }
 
@@ -350,8 +397,8 @@ function parserFor(format: InputFormat, path: string): LineParser {
 /**
  * Splits decoded text into lines exactly as node:readline does with crlfDelay Infinity — \n, \r\n and a
  * lone \r end a line, a \r\n split across chunks ends one line, an unfinished last line is a line at the
- * end, an incomplete UTF-8 sequence at the very end is dropped — but a chunk at a time: its lines are
- * sliced out of the chunk's text in one pass, with no event per line.
+ * end, an incomplete UTF-8 sequence at the very end is dropped — but a chunk at a time, with no event
+ * and (writeBlocks) no string per line.
  */
 export class LineSplitter {
   private readonly decoder = new StringDecoder('utf8');
@@ -364,6 +411,17 @@ export class LineSplitter {
 
   /** Appends the lines the chunk completes to `out`. */
   write(chunk: Buffer, out: string[]): void {
+    const blocks: string[] = [];
+    this.writeBlocks(chunk, blocks);
+    for (const block of blocks) for (const line of block.split('\n')) out.push(line);
+  }
+
+  /**
+   * Appends the lines the chunk completes to `out` as blocks: a block is one or more whole lines joined
+   * by \n (no line end after the last one; "" is one empty line). The lines of a chunk are one slice of
+   * its text, so the reader parses them in place instead of making a string per line.
+   */
+  writeBlocks(chunk: Buffer, out: string[]): void {
     // ASCII (every recording seen so far) is latin1: a big chunk becomes an external string, no copy
     // into the heap (open-input.ts READ_CHUNK_BYTES).
     if (!this.utf8 && !isAscii(chunk)) this.utf8 = true;
@@ -376,27 +434,23 @@ export class LineSplitter {
       this.writeWithReturns(s, out);
       return;
     }
-    let nl = s.indexOf('\n');
-    if (nl < 0) {
+    const last = s.lastIndexOf('\n');
+    if (last < 0) {
       this.rest += s;
       return;
     }
     let start = 0;
     if (this.rest.length > 0) {
+      const nl = s.indexOf('\n');
       out.push(this.rest + s.slice(0, nl));
       this.rest = '';
       start = nl + 1;
-      nl = s.indexOf('\n', start);
     }
-    while (nl >= 0) {
-      out.push(s.slice(start, nl));
-      start = nl + 1;
-      nl = s.indexOf('\n', start);
-    }
-    this.rest = s.slice(start);
+    if (start <= last) out.push(s.slice(start, last));
+    this.rest = s.slice(last + 1);
   }
 
-  /** The rare chunk with a \r in it: readline's own line-end pattern. */
+  /** The rare chunk with a \r in it: readline's own line-end pattern, one block per line. */
   private writeWithReturns(s: string, out: string[]): void {
     const text = this.rest + s;
     const lineEnd = /\r?\n|\r(?!\n)/g;
@@ -409,43 +463,58 @@ export class LineSplitter {
     this.sawReturn = text.endsWith('\r');
   }
 
-  /** The end of the input: the unfinished last line, if any. */
+  /** The end of the input: the unfinished last line, if any (a block of one line). */
   end(out: string[]): void {
     if (this.rest.length > 0) out.push(this.rest);
     this.rest = '';
   }
 }
 
-/** Lines waiting in a LineBatches queue beyond which the file is not read further until some are taken. */
+/** Text waiting in a LineBatches queue beyond which the file is not read further until some is taken. */
 const MAX_QUEUED_CHARS = 1 << 20;
-/** Lines per batch at most when the reader is ahead of the consumer (small gunzip chunks join up to this). */
-const MAX_BATCH_LINES = 2048;
+/** Text per batch at most when the reader is ahead of the consumer (small chunks join up to this). */
+const MAX_BATCH_CHARS = 1 << 19;
+
+/** A batch of LineSplitter blocks and their total length. */
+interface Batch {
+  blocks: string[];
+  chars: number;
+}
 
 /**
- * The lines of a stream in batches (the lines of one or more chunks), read in flowing mode as readline
- * reads them: lines taken before a stream error are all delivered, then the error is thrown (an
- * unfinished last line is lost, as with readline). Memory stays bounded: the stream is paused while
- * MAX_QUEUED_CHARS of lines wait.
+ * The lines of a file in batches of blocks (LineSplitter.writeBlocks: the lines of one or more chunks).
+ * A plain file is pulled a chunk at a time (OpenedFile.nextChunk). A gzip stream is read in flowing mode
+ * as readline reads it: lines taken before a stream error are all delivered, then the error is thrown
+ * (an unfinished last line is lost, as with readline); memory stays bounded: the stream is paused while
+ * MAX_QUEUED_CHARS of text waits.
  */
 class LineBatches {
-  private readonly queue: string[][] = [];
+  private readonly queue: Batch[] = [];
   private queuedChars = 0;
   private ended = false;
   private error: Error | undefined;
   private paused = false;
   private wake: (() => void) | undefined;
 
-  constructor(private readonly stream: Readable) {
-    const splitter = new LineSplitter();
+  private readonly splitter = new LineSplitter();
+  private readonly stream: Readable | undefined;
+
+  /** Reads `file` with its nextChunk when it has one (a plain file), else its stream. */
+  constructor(private readonly file: OpenedFile) {
+    if (file.nextChunk !== undefined) return;
+    const stream = (this.stream = file.stream);
+    const splitter = this.splitter;
     stream.on('data', (chunk: Buffer) => {
-      const before = this.queue.length;
-      const last = this.queue[before - 1];
-      // Join a batch nobody took yet rather than queueing many small ones (gunzip gives 16 KB chunks).
-      const lines = last !== undefined && last.length < MAX_BATCH_LINES ? last : [];
-      const from = lines.length;
-      splitter.write(chunk, lines);
-      for (let i = from; i < lines.length; i++) this.queuedChars += lines[i]!.length;
-      if (lines !== last && lines.length > 0) this.queue.push(lines);
+      const last = this.queue[this.queue.length - 1];
+      // Join a batch nobody took yet rather than queueing many small ones.
+      const batch = last !== undefined && last.chars < MAX_BATCH_CHARS ? last : { blocks: [], chars: 0 };
+      const from = batch.blocks.length;
+      splitter.writeBlocks(chunk, batch.blocks);
+      let chars = 0;
+      for (let i = from; i < batch.blocks.length; i++) chars += batch.blocks[i]!.length;
+      batch.chars += chars;
+      this.queuedChars += chars;
+      if (batch !== last && batch.blocks.length > 0) this.queue.push(batch);
       if (this.queuedChars >= MAX_QUEUED_CHARS && !this.paused) {
         this.paused = true;
         stream.pause();
@@ -453,9 +522,9 @@ class LineBatches {
       this.notify();
     });
     stream.on('end', () => {
-      const lines: string[] = [];
-      splitter.end(lines);
-      if (lines.length > 0) this.queue.push(lines);
+      const blocks: string[] = [];
+      splitter.end(blocks);
+      if (blocks.length > 0) this.queue.push({ blocks, chars: 0 });
       this.ended = true;
       this.notify();
     });
@@ -471,17 +540,31 @@ class LineBatches {
     wake?.();
   }
 
-  /** The next batch of lines (never empty), undefined at the end; the stream's error once every line before it was taken. */
+  /** The next batch of blocks (never empty), undefined at the end; the stream's error once every line before it was taken. */
   async next(): Promise<string[] | undefined> {
+    const nextChunk = this.file.nextChunk;
+    if (nextChunk !== undefined) {
+      // Pulled a chunk at a time: nothing queues up, an I/O error is thrown where it happens.
+      while (!this.ended) {
+        const chunk = await nextChunk();
+        const blocks: string[] = [];
+        if (chunk === undefined) {
+          this.splitter.end(blocks);
+          this.ended = true;
+        } else this.splitter.writeBlocks(chunk, blocks);
+        if (blocks.length > 0) return blocks;
+      }
+      return undefined;
+    }
     for (;;) {
-      const lines = this.queue.shift();
-      if (lines !== undefined) {
-        for (const l of lines) this.queuedChars -= l.length;
+      const batch = this.queue.shift();
+      if (batch !== undefined) {
+        this.queuedChars -= batch.chars;
         if (this.paused && this.queuedChars < MAX_QUEUED_CHARS) {
           this.paused = false;
-          this.stream.resume();
+          this.stream!.resume();
         }
-        return lines;
+        return batch.blocks;
       }
       if (this.error !== undefined) throw this.error;
       if (this.ended) return undefined;
@@ -500,15 +583,15 @@ interface OpenedInput {
 
 async function openInput(path: string, onBytes?: (n: number) => void): Promise<OpenedInput> {
   const file = await openInputFile(path, onBytes);
-  return { gzip: file.gzip, lines: new LineBatches(file.stream), gzipError: file.gzipError, close: () => file.close() };
+  return { gzip: file.gzip, lines: new LineBatches(file), gzipError: file.gzipError, close: () => file.close() };
 }
 
 /**
- * Reads batches of lines until DETECT_SAMPLE_LINES non-empty ones are in (keeping every physical line of
- * those batches; the first has its BOM removed).
+ * Reads batches of blocks until DETECT_SAMPLE_LINES non-empty lines are in (keeping every block read;
+ * the first has its BOM removed).
  */
-async function readSample(inp: OpenedInput): Promise<{ lines: string[]; nonEmpty: string[]; done: boolean }> {
-  let lines: string[] = [];
+async function readSample(inp: OpenedInput): Promise<{ blocks: string[]; nonEmpty: string[]; done: boolean }> {
+  let blocks: string[] = [];
   const nonEmpty: string[] = [];
   let done = false;
   while (nonEmpty.length < DETECT_SAMPLE_LINES) {
@@ -524,15 +607,20 @@ async function readSample(inp: OpenedInput): Promise<{ lines: string[]; nonEmpty
       done = true;
       break;
     }
-    if (lines.length === 0) batch[0] = stripBom(batch[0]!);
-    lines = lines.length === 0 ? batch : lines.concat(batch);
-    for (const line of batch) {
-      if (nonEmpty.length < DETECT_SAMPLE_LINES && line.trim().length > 0) nonEmpty.push(line);
+    if (blocks.length === 0) batch[0] = stripBom(batch[0]!);
+    blocks = blocks.length === 0 ? batch : blocks.concat(batch);
+    for (const block of batch) {
+      for (let start = 0; nonEmpty.length < DETECT_SAMPLE_LINES; ) {
+        const nl = block.indexOf('\n', start);
+        const line = block.slice(start, nl < 0 ? block.length : nl);
+        if (line.trim().length > 0) nonEmpty.push(line);
+        if (nl < 0) break;
+        start = nl + 1;
+      }
     }
   }
-  return { lines, nonEmpty, done };
+  return { blocks, nonEmpty, done };
 }
-
 function stripBom(s: string): string {
   return s.charCodeAt(0) === 0xfeff ? s.slice(1) : s;
 }
@@ -568,34 +656,56 @@ export interface ReadOptions {
  * The records of a recorded file (plain or gzip) in file order, in batches (the lines of a chunk read or
  * more; never empty): one await per batch instead of one per record is what keeps reading cheap.
  */
-export async function* readRecordBatches(path: string, options: ReadOptions = {}): AsyncGenerator<ReplayRecord[], void, undefined> {
+export function readRecordBatches(path: string, options: ReadOptions = {}): AsyncGenerator<ReplayRecord[], void, undefined> {
+  return readBatches(path, options, true) as AsyncGenerator<ReplayRecord[], void, undefined>;
+}
+
+/**
+ * readRecordBatches with frames as they are instead of in `frame` records (see isFrame): what the
+ * replay reads, one object less per frame. The arrays are the caller's to change.
+ */
+export function readFrameBatches(path: string, options: ReadOptions = {}): AsyncGenerator<FrameOrRecord[], void, undefined> {
+  return readBatches(path, options, false);
+}
+
+async function* readBatches(path: string, options: ReadOptions, frameRecords: boolean): AsyncGenerator<FrameOrRecord[], void, undefined> {
   const inp = await openInput(path, options.onBytes);
   try {
     const sample = await readSample(inp);
     const format = detectOrThrow(path, sample.nonEmpty, inp.gzipError());
     const parse = parserFor(format, path);
     let n = 0;
-    const parseAll = (lines: readonly string[]): ReplayRecord[] => {
-      const out: ReplayRecord[] = [];
-      for (const line of lines) {
-        n++;
-        if (line.length > 0 && (line.charCodeAt(0) > 32 || line.trim().length > 0)) out.push(parse(line, n));
+    const parseAll = (blocks: readonly string[]): FrameOrRecord[] => {
+      const out: FrameOrRecord[] = [];
+      for (const block of blocks) {
+        for (let start = 0; ; ) {
+          const nl = block.indexOf('\n', start);
+          const end = nl < 0 ? block.length : nl;
+          n++;
+          // blank lines (whitespace only) give no record
+          if (end > start && (block.charCodeAt(start) > 32 || block.slice(start, end).trim().length > 0)) {
+            const r = parse(block, start, end, n);
+            out.push(frameRecords && isFrame(r) ? { type: 'frame', line: n, frame: r } : r);
+          }
+          if (nl < 0) break;
+          start = nl + 1;
+        }
       }
       return out;
     };
-    const first = parseAll(sample.lines);
+    const first = parseAll(sample.blocks);
     if (first.length > 0) yield first;
     if (!sample.done) {
       for (;;) {
-        let lines: string[] | undefined;
+        let blocks: string[] | undefined;
         try {
-          lines = await inp.lines.next();
+          blocks = await inp.lines.next();
         } catch (err) {
           if (inp.gzipError() === undefined) throw err;
           break;
         }
-        if (lines === undefined) break;
-        const recs = parseAll(lines);
+        if (blocks === undefined) break;
+        const recs = parseAll(blocks);
         if (recs.length > 0) yield recs;
       }
     }

@@ -130,13 +130,20 @@ async function nextBatch<T>(iter: AsyncIterator<readonly T[]>): Promise<readonly
   }
 }
 
+const ownTime = (item: TimedItem): number => item.time;
+
 /**
  * mergeByTime over inputs that come in batches (src/replay/time-range.ts timedBatches): the same order,
  * given out in batches — the items merged until some input's batch runs out, handed over before that
  * input's next batch is awaited, so memory holds about one batch per input. A single input's batches
- * pass through as they are.
+ * pass through as they are. `timeOf` gives an item's time (default: its `time`).
  */
-export async function* mergeBatchesByTime<T extends TimedItem>(inputs: ReadonlyArray<AsyncIterable<readonly T[]>>): AsyncGenerator<readonly T[], void, undefined> {
+export function mergeBatchesByTime<T extends TimedItem>(inputs: ReadonlyArray<AsyncIterable<readonly T[]>>): AsyncGenerator<readonly T[], void, undefined>;
+export function mergeBatchesByTime<T>(inputs: ReadonlyArray<AsyncIterable<readonly T[]>>, timeOf: (item: T) => number): AsyncGenerator<readonly T[], void, undefined>;
+export async function* mergeBatchesByTime<T>(
+  inputs: ReadonlyArray<AsyncIterable<readonly T[]>>,
+  timeOf: (item: T) => number = ownTime as (item: T) => number,
+): AsyncGenerator<readonly T[], void, undefined> {
   if (inputs.length === 1) {
     yield* inputs[0]!;
     return;
@@ -149,14 +156,14 @@ export async function* mergeBatchesByTime<T extends TimedItem>(inputs: ReadonlyA
     firsts.forEach((batch, input) => {
       const iter = iters[input]!;
       if (batch === undefined) open.delete(iter);
-      else heap.push({ batch, pos: 0, time: batch[0]!.time, input, iter });
+      else heap.push({ batch, pos: 0, time: timeOf(batch[0]!), input, iter });
     });
     let out: T[] = [];
     while (heap.size > 0) {
       const top = heap.items[0]!;
       out.push(top.batch[top.pos]!);
       if (++top.pos < top.batch.length) {
-        top.time = top.batch[top.pos]!.time;
+        top.time = timeOf(top.batch[top.pos]!);
         heap.siftDownRoot();
         continue;
       }
@@ -169,7 +176,7 @@ export async function* mergeBatchesByTime<T extends TimedItem>(inputs: ReadonlyA
       } else {
         top.batch = batch;
         top.pos = 0;
-        top.time = batch[0]!.time;
+        top.time = timeOf(batch[0]!);
         heap.siftDownRoot();
       }
     }

@@ -8,12 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { eventSchema, type EventKind } from '../core/events.ts';
 import type { BookReport, RawFrame } from '../feeds/types.ts';
 import type { Pipeline } from '../pipeline/pipeline.ts';
-import { readRecordBatches } from './formats.ts';
+import { readFrameBatches } from './formats.ts';
 import { mappedReader, type MappedReader } from './mapped-input.ts';
 import type { Mapping } from '../feeds/mapping.ts';
 import { mergeBatchesByTime } from './merge.ts';
 import type { ProgressReporter } from './progress.ts';
-import { NormalizerWarmup, oneByOne, recordTime, timedBatches, type RangeCounts } from './time-range.ts';
+import { NormalizerWarmup, isFrameItem, itemTime, oneByOne, recordTime, timedBatches, type RangeCounts } from './time-range.ts';
 
 export type Speed = { mode: 'max' } | { mode: 'paced'; factor: number };
 
@@ -117,29 +117,47 @@ export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions
   const counts: RangeCounts = { skippedBefore: 0, skippedAfter: 0, warmupFrames: 0 };
   const inputs = options.files.map((file, i) => {
     const m = options.mappings?.[i] ?? options.mapping;
-    return timedBatches(m !== undefined ? oneByOne(readerFor(m)(file, { onBytes })) : readRecordBatches(file, { onBytes }), i, range, counts);
+    return timedBatches(m !== undefined ? oneByOne(readerFor(m)(file, { onBytes })) : readFrameBatches(file, { onBytes }), i, range, counts);
   });
   // With --from, frames before it still build the normalizers' state (books): the same normalizer then
   // carries on, so the ingestor must use this one for every source.
   const warmup = options.from !== undefined ? new NormalizerWarmup(ingestor) : undefined;
-  // Records come in batches (a chunk of a file's lines): one await per batch, not per record.
-  replay: for await (const batch of mergeBatchesByTime(inputs)) {
-    for (const { rec, input, warmup: beforeFrom } of batch) {
+  const from = options.from;
+  // Records come in batches (a chunk of a file's lines): one await per batch, not per record. Frames
+  // come bare (their origin names their file), other records as TimedRecords (time-range.ts ReplayItem).
+  replay: for await (const batch of mergeBatchesByTime(inputs, itemTime)) {
+    for (const item of batch) {
       if (options.signal?.aborted) {
         aborted = true;
         break replay;
       }
-      if (rec.type === 'skip') continue;
-      const file = options.files[input]!;
-      if (beforeFrom) {
-        if (rec.type === 'frame') warmup?.warm(rec.frame);
-        continue;
+      let frame: RawFrame | undefined;
+      let event: { line: number; event: unknown } | undefined; // a canonical-event record, of `file`
+      let file = '';
+      let t: number | undefined;
+      if (isFrameItem(item)) {
+        if (from !== undefined && item.recvTs < from) {
+          warmup?.warm(item);
+          continue;
+        }
+        frame = item;
+        t = item.recvTs;
+      } else {
+        const { rec, input, warmup: beforeFrom } = item;
+        if (rec.type === 'skip') continue;
+        file = options.files[input]!;
+        if (beforeFrom) {
+          if (rec.type === 'frame') warmup?.warm(rec.frame);
+          continue;
+        }
+        if (rec.type === 'malformed') {
+          ingestor.reject({ recvTs: Date.now(), source: 'replay', data: rec.raw, origin: `${file}:${rec.line}` }, rec.reason);
+          continue;
+        }
+        t = recordTime(rec);
+        if (rec.type === 'frame') frame = rec.frame.origin ? rec.frame : { ...rec.frame, origin: `${file}:${rec.line}` };
+        else event = rec;
       }
-      if (rec.type === 'malformed') {
-        ingestor.reject({ recvTs: Date.now(), source: 'replay', data: rec.raw, origin: `${file}:${rec.line}` }, rec.reason);
-        continue;
-      }
-      const t = recordTime(rec);
       if (firstTs === undefined && t !== undefined) {
         firstTs = t;
         wallStart = performance.now();
@@ -152,16 +170,15 @@ export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions
           await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
         }
       }
-      if (rec.type === 'frame') {
-        warmup?.register(rec.frame.source);
-        const frame: RawFrame = rec.frame.origin ? rec.frame : { ...rec.frame, origin: `${file}:${rec.line}` };
+      if (frame !== undefined) {
+        warmup?.register(frame.source);
         const sent = ingestor.push(frame); // a promise only when the buffer went out
         if (sent !== undefined) await sent;
-      } else {
-        const parsed = eventSchema.safeParse(rec.event);
+      } else if (event !== undefined) {
+        const parsed = eventSchema.safeParse(event.event);
         if (!parsed.success) {
           const reason = `invalid canonical event: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
-          ingestor.reject({ recvTs: Date.now(), source: 'events', data: JSON.stringify(rec.event), origin: `${file}:${rec.line}` }, reason);
+          ingestor.reject({ recvTs: Date.now(), source: 'events', data: JSON.stringify(event.event), origin: `${file}:${event.line}` }, reason);
           continue;
         }
         const sent = ingestor.pushEvent(parsed.data);

@@ -24,7 +24,7 @@ import { parseTime } from '../core/time.ts';
 import { getAdapter } from '../feeds/registry.ts';
 import type { Normalizer, RawFrame } from '../feeds/types.ts';
 import type { CanonicalEvent } from '../core/events.ts';
-import type { ReplayRecord } from './formats.ts';
+import { isFrame, type FrameOrRecord, type ReplayRecord } from './formats.ts';
 
 export interface TimeRange {
   /** Epoch ms, inclusive. */
@@ -51,6 +51,22 @@ export interface TimedRecord {
   readonly warmup: boolean;
 }
 
+/**
+ * What timedBatches gives: a frame as it is (the common case: its time is recvTs, it is a warm-up frame
+ * when recvTs < from, and its origin names its input) or any other record as a TimedRecord.
+ */
+export type ReplayItem = RawFrame | TimedRecord;
+
+/** A bare frame, not a TimedRecord. */
+export function isFrameItem(x: ReplayItem): x is RawFrame {
+  return (x as { rec?: unknown }).rec === undefined;
+}
+
+/** The time of an item (the merge orders by it). */
+export function itemTime(x: ReplayItem): number {
+  return isFrameItem(x) ? x.recvTs : x.time;
+}
+
 /** `--from`/`--to` values: as the API's `from`/`to` (src/core/time.ts). */
 export const parseTimeArg = parseTime;
 
@@ -68,19 +84,36 @@ export function recordTime(rec: ReplayRecord): number | undefined {
 
 /**
  * The records of one input with their times, the range applied (see the module comment), in batches as
- * they are read (readRecordBatches; never empty): one await per batch, not per record.
+ * they are read (readFrameBatches; never empty): one await per batch, not per record. Bare frames stay
+ * bare (see ReplayItem). The batches are reused: the reader's arrays are filtered in place.
  */
 export async function* timedBatches(
-  batches: AsyncIterable<readonly ReplayRecord[]>,
+  batches: AsyncIterable<FrameOrRecord[]>,
   input: number,
   range: TimeRange,
   counts: RangeCounts,
-): AsyncGenerator<TimedRecord[], void, undefined> {
+): AsyncGenerator<ReplayItem[], void, undefined> {
   const { from, to } = range;
   let last = -Infinity;
   for await (const records of batches) {
-    const out: TimedRecord[] = [];
-    for (const rec of records) {
+    const out = records as unknown as ReplayItem[];
+    let kept = 0;
+    for (let i = 0; i < records.length; i++) {
+      const item = records[i]!;
+      if (isFrame(item)) {
+        const time = item.recvTs;
+        last = time;
+        if (to !== undefined && time >= to) {
+          // received in order: nothing after this one is in range
+          out.length = kept;
+          if (kept > 0) yield out;
+          return;
+        }
+        if (from !== undefined && time < from) counts.warmupFrames++;
+        out[kept++] = item;
+        continue;
+      }
+      const rec = item;
       if (rec.type === 'skip') continue; // meta, configuration and sent-frame lines: never replayed
       const own = recordTime(rec);
       const time = own ?? last;
@@ -88,7 +121,8 @@ export async function* timedBatches(
       if (to !== undefined && time >= to) {
         if (rec.type === 'frame') {
           // received in order: nothing after this one is in range
-          if (out.length > 0) yield out;
+          out.length = kept;
+          if (kept > 0) yield out;
           return;
         }
         counts.skippedAfter++;
@@ -97,13 +131,14 @@ export async function* timedBatches(
       if (from !== undefined && time < from) {
         if (rec.type === 'frame') {
           counts.warmupFrames++;
-          out.push({ time, rec, input, warmup: true });
+          out[kept++] = { time, rec, input, warmup: true };
         } else counts.skippedBefore++;
         continue;
       }
-      out.push({ time, rec, input, warmup: false });
+      out[kept++] = { time, rec, input, warmup: false };
     }
-    if (out.length > 0) yield out;
+    out.length = kept;
+    if (kept > 0) yield out;
   }
 }
 
