@@ -476,22 +476,29 @@ export class DetectorRunner {
       const signals = rec?.signals;
       for (let i = 0; i < slots.length; i++) {
         const slot = slots[i] as Slot;
-        const keys = slot.lastRunId === runId && slot.lastRun !== undefined ? slot.lastRun : this.runMap(slot, runId);
-        const key = slot.detector.keyOf === undefined ? m.key : slot.detector.keyOf(ev);
-        let e = slot.lastEntry !== undefined && slot.lastKey === key ? slot.lastEntry : keys.get(key);
+        const detector = slot.detector;
+        const key = detector.keyOf === undefined ? m.key : detector.keyOf(ev);
+        // The slot's last entry when the key and run are those of its last event (lastKey is only set
+        // with lastEntry, and cleared when the run changes): no lookup, and the slot stays untouched.
+        let e = slot.lastKey === key && slot.lastRunId === runId ? slot.lastEntry : undefined;
         let ready = true;
         if (e === undefined) {
-          e = { slot, ref: { runId, detector: slot.detector.name, ruleId: slot.detector.ruleId, key }, state: undefined, loading: undefined, lastSeen: wm, part, dirty: false, stored: false };
-          keys.set(key, e);
-          (missing ??= []).push(e);
-          ready = false;
-        } else if (e.loading !== undefined || e.state === undefined) {
+          const keys = this.runMap(slot, runId);
+          e = keys.get(key);
+          if (e === undefined) {
+            e = { slot, ref: { runId, detector: detector.name, ruleId: detector.ruleId, key }, state: undefined, loading: undefined, lastSeen: wm, part, dirty: false, stored: false };
+            keys.set(key, e);
+            (missing ??= []).push(e);
+            ready = false;
+          }
+          slot.lastKey = key;
+          slot.lastEntry = e;
+        }
+        if (ready && (e.loading !== undefined || e.state === undefined)) {
           // Loading in another batch, or created earlier in this one (its load starts after this pass).
           if (e.loading !== undefined) (pending ??= new Set()).add(e.loading);
           ready = false;
         }
-        slot.lastKey = key;
-        slot.lastEntry = e;
         // Claimed by this partition from now on, so another partition's sweep can't evict it mid-batch.
         e.lastSeen = wm;
         e.part = part;
@@ -507,9 +514,9 @@ export class DetectorRunner {
         if (ready) {
           if (timed) {
             const t = performance.now();
-            slot.detector.onEvent(e.state, ev, drafts, signals);
-            metrics!.observeDetectorEvent(slot.detector.name, (performance.now() - t) / 1000);
-          } else slot.detector.onEvent(e.state, ev, drafts, signals);
+            detector.onEvent(e.state, ev, drafts, signals);
+            metrics!.observeDetectorEvent(detector.name, (performance.now() - t) / 1000);
+          } else detector.onEvent(e.state, ev, drafts, signals);
           if (drafts.length > 0) this.emit(e, drafts, out, ev, latencies, rec);
         } else {
           (waitingEntries ??= []).push(e);

@@ -43,6 +43,45 @@ export interface IngestOptions {
 
 const noEvents = (): Record<EventKind, number> => ({ trade: 0, quote: 0, book: 0, order: 0, transaction: 0, label: 0, metric: 0, status: 0 });
 
+/**
+ * counts[kind]++ with a named property per kind: records of one shape (noEvents) stay monomorphic, where a
+ * computed key costs a megamorphic lookup per event.
+ */
+function countKind(counts: Record<EventKind, number>, kind: EventKind): void {
+  switch (kind) {
+    case 'trade':
+      counts.trade++;
+      break;
+    case 'quote':
+      counts.quote++;
+      break;
+    case 'book':
+      counts.book++;
+      break;
+    case 'order':
+      counts.order++;
+      break;
+    case 'transaction':
+      counts.transaction++;
+      break;
+    case 'label':
+      counts.label++;
+      break;
+    case 'metric':
+      counts.metric++;
+      break;
+    case 'status':
+      counts.status++;
+      break;
+  }
+}
+
+/** The messages waiting for one topic. */
+interface Lane {
+  readonly topic: string;
+  list: OutgoingMessage<CanonicalEvent>[];
+}
+
 export interface RejectSample {
   origin: string;
   reason: string;
@@ -51,7 +90,7 @@ export interface RejectSample {
 export class Ingestor {
   readonly counters: IngestCounters = {
     frames: 0,
-    events: { trade: 0, quote: 0, book: 0, order: 0, transaction: 0, label: 0, metric: 0, status: 0 },
+    events: noEvents(),
     ignored: {},
     malformed: 0,
     unsupported: {},
@@ -64,7 +103,12 @@ export class Ingestor {
   private lastSourceCounts: Record<EventKind, number> | undefined;
   private detachMetrics_: (() => void) | undefined;
   private readonly normalizers = new Map<string, Normalizer | null>();
-  private readonly pending = new Map<string, OutgoingMessage<CanonicalEvent>[]>();
+  /** Pending messages per topic, in the order topics first appeared (the order flush sends them in). */
+  private readonly lanes: Lane[] = [];
+  private readonly laneByTopic = new Map<string, Lane>();
+  /** The lane of the last event kind enqueued (a stream repeats kinds), to skip a lookup per event. */
+  private lastKind: EventKind | undefined;
+  private lastLane: Lane | undefined;
   private pendingCount = 0;
   private deadLetters: OutgoingMessage<DeadLetterMessage>[] = [];
   private readonly scratch: CanonicalEvent[] = [];
@@ -161,7 +205,7 @@ export class Ingestor {
       const bySource = this.sourceCounts(frame.source);
       for (let i = 0; i < out.length; i++) {
         const ev = out[i] as CanonicalEvent;
-        bySource[ev.kind]++;
+        countKind(bySource, ev.kind);
         this.enqueue(ev);
       }
     }
@@ -171,7 +215,7 @@ export class Ingestor {
 
   /** Adds an already canonical event (JSON-lines input of canonical events); a promise only when it sends, as push. */
   pushEvent(ev: CanonicalEvent): Promise<void> | undefined {
-    this.sourceCounts('venue' in ev ? ev.venue : ev.source)[ev.kind]++;
+    countKind(this.sourceCounts('venue' in ev ? ev.venue : ev.source), ev.kind);
     this.enqueue(ev);
     if (this.pendingCount >= this.batchSize) return this.flush();
     return undefined;
@@ -194,14 +238,22 @@ export class Ingestor {
       ev.ts += shift;
       if (ev.recvTs !== undefined) ev.recvTs += shift;
     }
-    this.counters.events[ev.kind]++;
+    const kind = ev.kind;
+    countKind(this.counters.events, kind);
     const key = this.keyOf(ev);
     const partitionKey = eventPartitionKey(ev);
     const message: OutgoingMessage<CanonicalEvent> = partitionKey === undefined ? { key, value: ev } : { key, partitionKey, value: ev };
-    this.queue(TOPICS[ev.kind], message);
+    let lane = this.lastLane;
+    if (kind !== this.lastKind || lane === undefined) {
+      lane = this.lane(TOPICS[kind]);
+      this.lastKind = kind;
+      this.lastLane = lane;
+    }
+    lane.list.push(message);
+    this.pendingCount++;
     const views = eventViews(ev);
     if (views !== undefined) {
-      for (const v of views) this.queue(TOPICS[ev.kind], { key: v.key, value: ev, headers: { [VIEW_HEADER]: v.view } });
+      for (const v of views) this.queue(lane.topic, { key: v.key, value: ev, headers: { [VIEW_HEADER]: v.view } });
     }
     if (ev.kind === 'status') {
       // Status markers also travel with the data they describe, so a rule on trades or quotes sees a
@@ -221,10 +273,18 @@ export class Ingestor {
     return this.key;
   }
 
+  private lane(topic: string): Lane {
+    let lane = this.laneByTopic.get(topic);
+    if (lane === undefined) {
+      lane = { topic, list: [] };
+      this.laneByTopic.set(topic, lane);
+      this.lanes.push(lane);
+    }
+    return lane;
+  }
+
   private queue(topic: string, message: OutgoingMessage<CanonicalEvent>): void {
-    let list = this.pending.get(topic);
-    if (!list) this.pending.set(topic, (list = []));
-    list.push(message);
+    this.lane(topic).list.push(message);
     this.pendingCount++;
   }
 
@@ -236,10 +296,14 @@ export class Ingestor {
     }
     if (this.pendingCount === 0) return;
     this.pendingCount = 0;
-    for (const [topic, list] of this.pending) {
+    // By index: a topic first seen while a send waits is still sent in this flush, as before.
+    const lanes = this.lanes;
+    for (let i = 0; i < lanes.length; i++) {
+      const lane = lanes[i] as Lane;
+      const list = lane.list;
       if (list.length === 0) continue;
-      this.pending.set(topic, []);
-      await this.transport.send(topic, list);
+      lane.list = [];
+      await this.transport.send(lane.topic, list);
     }
   }
 }

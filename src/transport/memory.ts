@@ -26,8 +26,13 @@ export interface MemoryTransportOptions {
 }
 
 class PartitionQueue {
-  private items: DeliveredMessage[] = [];
+  /**
+   * Slots [head, tail) hold the queued messages. Slots past tail are free (undefined) and reused, so a
+   * queue that keeps being drained never regrows its array.
+   */
+  private items: Array<DeliveredMessage | undefined> = [];
   private head = 0;
+  private tail = 0;
   private nextOffset = 0;
   private wakeConsumer: (() => void) | undefined;
   private spaceWaiters: Array<() => void> = [];
@@ -42,12 +47,20 @@ class PartitionQueue {
   ) {}
 
   get length(): number {
-    return this.items.length - this.head;
+    return this.tail - this.head;
   }
 
-  push(key: string, value: unknown, headers: Record<string, string> | undefined): void {
-    // One object shape for every message (headers undefined when none), so consumers' reads stay monomorphic.
-    this.items.push({ key, value, headers, offset: this.nextOffset++ });
+  /** The offset the next message pushed gets. */
+  get offset(): number {
+    return this.nextOffset;
+  }
+
+  /** Appends a message made for this queue's next offset (see MemoryTransport.send). */
+  push(message: DeliveredMessage): void {
+    if (this.tail < this.items.length) this.items[this.tail] = message;
+    else this.items.push(message);
+    this.tail++;
+    this.nextOffset++;
     const wake = this.wakeConsumer;
     if (wake) {
       this.wakeConsumer = undefined;
@@ -62,12 +75,22 @@ class PartitionQueue {
   }
 
   take(max: number): DeliveredMessage[] {
-    const end = Math.min(this.items.length, this.head + max);
-    const batch = this.items.slice(this.head, end);
+    const items = this.items;
+    const end = Math.min(this.tail, this.head + max);
+    const batch = items.slice(this.head, end) as DeliveredMessage[];
+    if (end === this.tail) {
+      // Drained (the usual case, consumers keep up): free the slots, so the queue holds no reference to
+      // consumed messages (nor their events) for the GC to trace and copy, and start over at slot 0.
+      items.fill(undefined, 0, end);
+      this.head = 0;
+      this.tail = 0;
+      return batch;
+    }
     this.head = end;
     // Compact once the consumed prefix dominates, so memory stays proportional to what is queued.
-    if (this.head > 4096 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
+    if (this.head > 4096 && this.head * 2 > this.tail) {
+      this.items = items.slice(this.head, this.tail);
+      this.tail -= this.head;
       this.head = 0;
     }
     return batch;
@@ -142,9 +165,15 @@ export class MemoryTransport implements Transport {
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i] as OutgoingMessage<T>;
       const p = this.partitionOf(m.partitionKey ?? m.key);
+      // Groups whose queues are at the same offset share one delivered message (as they share its value):
+      // consumers only read it. One object shape for every message (headers undefined when none), so
+      // consumers' reads stay monomorphic.
+      let delivered: DeliveredMessage | undefined;
       for (let g = 0; g < routes.length; g++) {
         const q = (routes[g] as PartitionQueue[])[p] as PartitionQueue;
-        q.push(m.key, m.value, m.headers);
+        const offset = q.offset;
+        if (delivered === undefined || delivered.offset !== offset) delivered = { key: m.key, value: m.value, headers: m.headers, offset };
+        q.push(delivered);
         if (q.length >= q.capacity && full?.[full.length - 1] !== q) (full ??= []).push(q);
       }
     }
