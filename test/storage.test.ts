@@ -591,6 +591,32 @@ describe('RowBinary bulk inserts', () => {
     expect(readdirSync(root)).toEqual(live);
   });
 
+  it('embedded: duplicates within one insert (not collapsed at insert) read once, the last one winning, through FINAL and merges', async () => {
+    const T = Date.UTC(2024, 7, 8);
+    const trade = (price: number, tradeId: string, ts = T) => ({ runId: 'dups', event: { kind: 'trade' as const, venue: 'binance', symbol: 'BTC-USDT', ts, recvTs: ts, price, qty: 1, side: 'buy' as const, tradeId } });
+    const quote = (bidPx: number) => ({ runId: 'dups', event: { kind: 'quote' as const, venue: 'binance', symbol: 'BTC-USDT', ts: T + 5, recvTs: T, bidPx, bidQty: 1, askPx: bidPx + 1, askQty: 1 } });
+    await store.insertContext([trade(1, '7'), quote(10), trade(2, '8', T + 1), trade(3, '7'), quote(20)]);
+    const count = async (table: string, final: boolean) =>
+      Number((JSON.parse(await store.sql(`SELECT count() AS n FROM ${table} ${final ? 'FINAL' : ''} WHERE run_id = 'dups'`, 'JSONEachRow')) as { n: string }).n);
+    expect([await count('trades', true), await count('quotes', true)]).toEqual([2, 1]);
+    const finding = { ...data[0]!, runId: 'dups', venue: 'binance', symbol: 'BTC-USDT', ts: T, windowStart: T, windowEnd: T + 5 };
+    const ctx = await store.getFindingContext(finding, { before: 0, after: 0 });
+    expect(ctx.trades.map((t) => [t.ts, t.price])).toEqual([[T, 3], [T + 1, 2]]);
+    expect(ctx.quotes.map((q) => q.bid)).toEqual([20]);
+    // Another part, then a merge: the rows stored for good are the collapsed ones.
+    await store.insertContext([trade(4, '9', T + 2)]);
+    const optimize = await openEngine({ dataDir: dir, database: 'vigil', databaseIdent: '`vigil`' });
+    try {
+      await optimize.client.command({ query: 'OPTIMIZE TABLE `vigil`.trades FINAL' });
+      await optimize.client.command({ query: 'OPTIMIZE TABLE `vigil`.quotes FINAL' });
+    } finally {
+      await optimize.close();
+    }
+    expect([await count('trades', false), await count('quotes', false)]).toEqual([3, 1]);
+    const rows = await store.sql(`SELECT trade_id, price FROM trades WHERE run_id = 'dups' ORDER BY trade_id`, 'JSONEachRow');
+    expect(rows.trim().split('\n').map((l) => JSON.parse(l) as unknown)).toEqual([{ trade_id: '7', price: 3 }, { trade_id: '8', price: 2 }, { trade_id: '9', price: 4 }]);
+  });
+
   it('a Db made without the engine bulk insert: a store error', async () => {
     const client = createClient({ url: 'http://127.0.0.1:9' });
     try {
