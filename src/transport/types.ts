@@ -17,10 +17,16 @@ export interface OutgoingMessage<T = unknown> {
   headers?: Record<string, string>;
 }
 
-export interface DeliveredMessage<T = unknown> extends OutgoingMessage<T> {
-  /** Position in the partition; increases by one per message. */
-  offset: number;
-}
+/**
+ * A message as a consumer gets it. Read-only: the in-process transport hands one object to every group
+ * whose queue is at the same offset (Readonly below keeps consumers from writing to it).
+ */
+export type DeliveredMessage<T = unknown> = Readonly<
+  OutgoingMessage<T> & {
+    /** Position in the partition; increases by one per message. */
+    offset: number;
+  }
+>;
 
 export interface Batch<T = unknown> {
   topic: string;
