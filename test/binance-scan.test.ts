@@ -7,6 +7,7 @@ import { FEED_CAPTURES } from '../bench/feeds.ts';
 import type { CanonicalEvent } from '../src/core/events.ts';
 import { BinanceNormalizer, binanceSpotMarket } from '../src/feeds/binance.ts';
 import { binanceFuturesMarket } from '../src/feeds/binance-futures.ts';
+import { BinanceScan, SCAN_BOOK_TICKER } from '../src/feeds/binance-scan.ts';
 import { decimalText } from '../src/feeds/normalize-util.ts';
 import { STATUS_CHANNEL, type RawFrame } from '../src/feeds/types.ts';
 import { readRecords } from '../src/replay/formats.ts';
@@ -405,6 +406,25 @@ describe('decimals and integers, bit for bit', () => {
       expect(c.fast, `${t} ${T}`).toBe(c.slow);
       expect(c.scanned, `${t} ${T}`).toBe(scanned);
     }
+  });
+});
+
+describe('the symbol', () => {
+  it('is the last string object again only for the same bytes: a longer, shorter or changed symbol is read anew', () => {
+    const scan = new BinanceScan();
+    const frame = (sym: string) => `{"u":1,"s":"${sym}","b":"1.0","B":"2.0","a":"3.0","A":"4.0"}`;
+    const seen: string[] = [];
+    for (const sym of ['BTCUSDT', 'BTCUSDT', 'BTCUSDTX', 'BTCUSD', 'BTCUSDT', 'BTCUSDX', 'ETHUSDT', 'ETHUSDT', 'E', 'ETHUSDT']) {
+      expect(scan.scan(frame(sym)), sym).toBe(SCAN_BOOK_TICKER);
+      expect(scan.symbol).toBe(sym);
+      seen.push(scan.symbol);
+    }
+    expect(seen[1]).toBe(seen[0]);
+    expect(seen[7]).toBe(seen[6]);
+    // A symbol equal to the last one up to the end of the frame is not taken: the frame ends first.
+    scan.scan(frame('BTCUSDT'));
+    expect(scan.scan('{"u":1,"s":"BTCUSDT')).toBe(0);
+    expect(scan.scan('{"u":1,"s":"BTCUSD')).toBe(0);
   });
 });
 

@@ -149,6 +149,30 @@ describe('BookSide.setAll', () => {
     expect(deepest).toBeGreaterThan(1_000); // well past the initial 64 levels: the storage grew in setAll
   });
 
+  it('gives up a diff that turns out unsorted part way (a repeat, a NaN) for set() one by one, as if untouched', () => {
+    for (const side of ['bids', 'asks'] as const) {
+      for (const diff of [
+        [[5, 1], [4, 1], [4, 2], [1, 1]],
+        [[1, 1], [2, 0], [3, 1]],
+        [[5, 1], [NaN, 1], [2, 1]],
+        [[NaN, 1], [3, 1]],
+        [[5, 0], [3, 1], [NaN, 0]],
+      ] as Array<[number, number]>[]) {
+        const d: Array<[number, number]> = side === 'bids' ? diff : diff.map(([p, q]) => [10 - p, q]);
+        const book = new OrderBook();
+        const one = new OrderBook();
+        for (const b of [book, one]) for (const p of [0.5, 2, 3, 4.5, 6]) b[side].set(side === 'bids' ? p : 10 - p, 7);
+        book[side].setAll(d);
+        for (const [p, q] of d) one[side].set(p, q);
+        expect(book[side].length).toBe(one[side].length);
+        for (let i = 0; i < book[side].length; i++) {
+          expect(Object.is(book[side].priceAt(i), one[side].priceAt(i))).toBe(true);
+          expect(book[side].qtyAt(i)).toBe(one[side].qtyAt(i));
+        }
+      }
+    }
+  });
+
   it('keeps the stored price on an update (0 stays 0 under a -0 update), and the levels view while nothing changes', () => {
     const book = new OrderBook();
     book.asks.setAll([[0, 1], [1, 1], [2, 1]]);

@@ -38,6 +38,7 @@ const COMMA = 44;
 const DOT = 46;
 const ZERO = 48;
 const NINE = 57;
+const COLON = 58;
 const OPEN_BRACKET = 91;
 const CLOSE_BRACKET = 93;
 const CLOSE_BRACE = 125;
@@ -54,21 +55,21 @@ const DATA = ascii(',"data":');
 const BOOK_TICKER_HEAD = ascii('{"u":');
 const TRADE_HEAD = ascii('{"e":"trade","E":');
 const DEPTH_HEAD = ascii('{"e":"depthUpdate","E":');
-const SYMBOL_KEY = ascii(',"s":"');
-const KEY_T_ID = ascii(',"t":');
-const KEY_PRICE = ascii(',"p":"');
-const KEY_QTY = ascii(',"q":"');
-const KEY_T_TIME = ascii(',"T":');
-const KEY_M = ascii(',"m":');
-const KEY_M_IGNORED = ascii(',"M":');
-const KEY_BID = ascii(',"b":"');
-const KEY_BID_QTY = ascii(',"B":"');
-const KEY_ASK = ascii(',"a":"');
-const KEY_ASK_QTY = ascii(',"A":"');
-const KEY_FIRST_ID = ascii(',"U":');
-const KEY_LAST_ID = ascii(',"u":');
-const KEY_BIDS = ascii(',"b":');
-const KEY_ASKS = ascii(',"a":');
+// Keys after the first, each one character: `,"<key>":` (key()), with a string value's opening quote (strKey()).
+const code = (k: string): number => k.charCodeAt(0);
+const KEY_SYMBOL = code('s');
+const KEY_T_ID = code('t');
+const KEY_PRICE = code('p');
+const KEY_QTY = code('q');
+const KEY_T_TIME = code('T');
+const KEY_M = code('m');
+const KEY_M_IGNORED = code('M');
+const KEY_BID = code('b'); // also depthUpdate's bids
+const KEY_BID_QTY = code('B');
+const KEY_ASK = code('a'); // also depthUpdate's asks
+const KEY_ASK_QTY = code('A');
+const KEY_FIRST_ID = code('U');
+const KEY_LAST_ID = code('u');
 const TRUE = ascii('true');
 const FALSE = ascii('false');
 
@@ -135,36 +136,36 @@ export class BinanceScan {
   }
 
   private trade(): number {
-    if ((this.eventTime = this.uint()) < 0 || !this.readSymbol() || !this.lit(KEY_T_ID)) return NOT_MINE;
+    if ((this.eventTime = this.uint()) < 0 || !this.readSymbol() || !this.key(KEY_T_ID)) return NOT_MINE;
     const t0 = this.i;
     if (this.uint() < 0) return NOT_MINE;
     this.tradeId = this.text.slice(t0, this.i);
-    if (!this.lit(KEY_PRICE) || Number.isNaN((this.price = this.decimal()))) return NOT_MINE;
-    if (!this.lit(KEY_QTY) || Number.isNaN((this.qty = this.decimal()))) return NOT_MINE;
-    if (!this.lit(KEY_T_TIME) || (this.tradeTime = this.uint()) < 0) return NOT_MINE;
-    if (!this.lit(KEY_M)) return NOT_MINE;
+    if (!this.strKey(KEY_PRICE) || Number.isNaN((this.price = this.decimal()))) return NOT_MINE;
+    if (!this.strKey(KEY_QTY) || Number.isNaN((this.qty = this.decimal()))) return NOT_MINE;
+    if (!this.key(KEY_T_TIME) || (this.tradeTime = this.uint()) < 0) return NOT_MINE;
+    if (!this.key(KEY_M)) return NOT_MINE;
     const m = this.bool();
-    if (m < 0 || !this.lit(KEY_M_IGNORED) || this.bool() < 0 || !this.char(CLOSE_BRACE)) return NOT_MINE;
+    if (m < 0 || !this.key(KEY_M_IGNORED) || this.bool() < 0 || !this.char(CLOSE_BRACE)) return NOT_MINE;
     this.buyerIsMaker = m === 1;
     return SCAN_TRADE;
   }
 
   private bookTicker(): number {
     if ((this.lastId = this.uint()) < 0 || !this.readSymbol()) return NOT_MINE;
-    if (!this.lit(KEY_BID) || Number.isNaN((this.bidPx = this.decimal()))) return NOT_MINE;
-    if (!this.lit(KEY_BID_QTY) || Number.isNaN((this.bidQty = this.decimal()))) return NOT_MINE;
-    if (!this.lit(KEY_ASK) || Number.isNaN((this.askPx = this.decimal()))) return NOT_MINE;
-    if (!this.lit(KEY_ASK_QTY) || Number.isNaN((this.askQty = this.decimal()))) return NOT_MINE;
+    if (!this.strKey(KEY_BID) || Number.isNaN((this.bidPx = this.decimal()))) return NOT_MINE;
+    if (!this.strKey(KEY_BID_QTY) || Number.isNaN((this.bidQty = this.decimal()))) return NOT_MINE;
+    if (!this.strKey(KEY_ASK) || Number.isNaN((this.askPx = this.decimal()))) return NOT_MINE;
+    if (!this.strKey(KEY_ASK_QTY) || Number.isNaN((this.askQty = this.decimal()))) return NOT_MINE;
     return this.char(CLOSE_BRACE) ? SCAN_BOOK_TICKER : NOT_MINE;
   }
 
   private depthUpdate(): number {
     if ((this.eventTime = this.uint()) < 0 || !this.readSymbol()) return NOT_MINE;
-    if (!this.lit(KEY_FIRST_ID) || (this.firstId = this.uint()) < 0) return NOT_MINE;
-    if (!this.lit(KEY_LAST_ID) || (this.lastId = this.uint()) < 0) return NOT_MINE;
-    if (!this.lit(KEY_BIDS)) return NOT_MINE;
+    if (!this.key(KEY_FIRST_ID) || (this.firstId = this.uint()) < 0) return NOT_MINE;
+    if (!this.key(KEY_LAST_ID) || (this.lastId = this.uint()) < 0) return NOT_MINE;
+    if (!this.key(KEY_BID)) return NOT_MINE;
     const bids = this.levels();
-    if (bids === undefined || !this.lit(KEY_ASKS)) return NOT_MINE;
+    if (bids === undefined || !this.key(KEY_ASK)) return NOT_MINE;
     const asks = this.levels();
     if (asks === undefined || !this.char(CLOSE_BRACE)) return NOT_MINE;
     // Fresh arrays per frame: they become the book event's.
@@ -182,6 +183,22 @@ export class BinanceScan {
     const n = lit.length;
     for (let k = 0; k < n; k++) if (b[i + k] !== lit[k]) return false; // the end's 0 never matches
     this.i = i + n;
+    return true;
+  }
+
+  /** `,"<name>":` at the cursor: consumed, true; else false. Byte by byte with no table: one compare each. */
+  private key(name: number): boolean {
+    const b = this.b;
+    const i = this.i;
+    if (b[i] !== COMMA || b[i + 1] !== QUOTE || b[i + 2] !== name || b[i + 3] !== QUOTE || b[i + 4] !== COLON) return false;
+    this.i = i + 5;
+    return true;
+  }
+
+  /** `,"<name>":"`: a key and the opening quote of its string value. */
+  private strKey(name: number): boolean {
+    if (!this.key(name) || this.b[this.i] !== QUOTE) return false;
+    this.i++;
     return true;
   }
 
@@ -210,19 +227,26 @@ export class BinanceScan {
 
   /** `,"s":"<symbol>"`: non-empty; the last frame's string object again when the bytes are the same. */
   private readSymbol(): boolean {
-    if (!this.lit(SYMBOL_KEY)) return false;
+    if (!this.strKey(KEY_SYMBOL)) return false;
+    const b = this.b;
     const start = this.i;
+    // The last symbol's bytes then a quote: the same symbol, read in one pass (those bytes passed
+    // skipString() before, so they need no check again; none is 0, so the compare stops at the end).
+    const known = this.symbolBytes;
+    const n = known.length;
+    if (n > 0 && b[start + n] === QUOTE) {
+      let k = 0;
+      while (k < n && b[start + k] === known[k]) k++;
+      if (k === n) {
+        this.i = start + n + 1;
+        return true;
+      }
+    }
     if (!this.skipString()) return false;
     const end = this.i - 1;
     if (end === start) return false;
-    const b = this.b;
-    const known = this.symbolBytes;
-    let same = known.length === end - start;
-    for (let k = 0; same && k < known.length; k++) same = b[start + k] === known[k];
-    if (!same) {
-      this.symbol = this.text.slice(start, end);
-      this.symbolBytes = b.slice(start, end);
-    }
+    this.symbol = this.text.slice(start, end);
+    this.symbolBytes = b.slice(start, end);
     return true;
   }
 
@@ -269,23 +293,25 @@ export class BinanceScan {
     const start = this.i;
     let i = start;
     let ip = 0;
-    let c = b[i]!;
-    while (c >= ZERO && c <= NINE) {
-      ip = ip * 10 + (c - ZERO);
-      c = b[++i]!;
+    // d: the byte's digit value, a digit when d >>> 0 <= 9 (one unsigned compare; other bytes, the 0 at
+    // the end included, go negative or above 9).
+    let d = b[i]! - ZERO;
+    while (d >>> 0 <= 9) {
+      ip = ip * 10 + d;
+      d = b[++i]! - ZERO;
     }
     let fp = 0;
     let fd = -1; // fraction digits; -1: no dot
-    if (c === DOT) {
+    if (d === DOT - ZERO) {
       const f0 = i + 1;
-      c = b[++i]!;
-      while (c >= ZERO && c <= NINE) {
-        fp = fp * 10 + (c - ZERO);
-        c = b[++i]!;
+      d = b[++i]! - ZERO;
+      while (d >>> 0 <= 9) {
+        fp = fp * 10 + d;
+        d = b[++i]! - ZERO;
       }
       fd = i - f0;
     }
-    if (c !== QUOTE) return NaN; // another character, a second dot, or the end of the frame
+    if (d !== QUOTE - ZERO) return NaN; // another character, a second dot, or the end of the frame
     this.i = i + 1;
     const n = i - start;
     const digits = fd < 0 ? n : n - 1;

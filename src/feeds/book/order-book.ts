@@ -89,12 +89,19 @@ class BookSide {
     const d = this.data;
     let lo = from;
     let hi = this.n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const p = d[2 * mid]!;
-      // Worst first: bids ascending, asks descending.
-      if (this.descending ? p < price : p > price) lo = mid + 1;
-      else hi = mid;
+    // Worst first: bids ascending, asks descending. One loop per order: no test of the side per step.
+    if (this.descending) {
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (d[2 * mid]! < price) lo = mid + 1;
+        else hi = mid;
+      }
+    } else {
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (d[2 * mid]! > price) lo = mid + 1;
+        else hi = mid;
+      }
     }
     return lo;
   }
@@ -146,11 +153,8 @@ class BookSide {
    */
   setAll(levels: ReadonlyArray<readonly [number, number]>): void {
     const m = levels.length;
-    if (m < 2 || this.texts !== undefined || !this.bestFirst(levels)) {
-      for (let j = 0; j < m; j++) {
-        const l = levels[j]!;
-        this.set(l[0], l[1]);
-      }
+    if (m < 2 || this.texts !== undefined) {
+      this.setEach(levels);
       return;
     }
     if (this.plan.length < 4 * m) this.plan = new Int32Array(4 * m);
@@ -158,15 +162,25 @@ class BookSide {
     const plan = this.plan; // per diff level t (storage order): run start, run end, run shift, final slot (-1: none)
     const written = this.written; // per diff level t: price and size written at its final slot
     const n = this.n;
+    const descending = this.descending;
     let d = this.data;
     let shift = 0;
     let lo = 0;
     let changed = false;
-    // Pass 1, storage order (worst first = the diff from its end): where each level goes.
+    let prev = NaN;
+    // Pass 1, storage order (worst first = the diff from its end): where each level goes. It changes
+    // nothing but the working space, so it can still give up for set() one by one.
     for (let j = m - 1, t = 0; j >= 0; j--, t++) {
       const l = levels[j]!;
       const price = l[0];
       const qty = l[1];
+      // Prices strictly worst to best here (no repeats, no NaN), or one by one: only then is applying
+      // them in one go the same as one after the other.
+      if (t > 0 && !(descending ? price > prev : price < prev)) {
+        this.setEach(levels);
+        return;
+      }
+      prev = price;
       const k = this.search(price, lo);
       const hit = k < n && d[2 * k] === price;
       let slot = -1;
@@ -227,23 +241,12 @@ class BookSide {
     else for (let i = a; i < a + len; i++) d[i + s] = d[i]!;
   }
 
-  /** Prices strictly best to worst (no repeats, no NaN): applying them in one go is the same as one by one. */
-  private bestFirst(levels: ReadonlyArray<readonly [number, number]>): boolean {
-    let prev = levels[0]![0];
-    if (this.descending) {
-      for (let j = 1; j < levels.length; j++) {
-        const p = levels[j]![0];
-        if (!(p < prev)) return false;
-        prev = p;
-      }
-    } else {
-      for (let j = 1; j < levels.length; j++) {
-        const p = levels[j]![0];
-        if (!(p > prev)) return false;
-        prev = p;
-      }
+  /** set() for each level in turn. */
+  private setEach(levels: ReadonlyArray<readonly [number, number]>): void {
+    for (let j = 0; j < levels.length; j++) {
+      const l = levels[j]!;
+      this.set(l[0], l[1]);
     }
-    return true;
   }
 
   /** As a level object did: a new level takes both texts as given; an update takes the new size text, and the new price text if any. */
