@@ -228,12 +228,19 @@ function newRun(qty: number, side: 'buy' | 'sell', ts: number, cumBefore: number
   return { q0: qty, lastSide: side, count: 1, volume: qty, startTs: ts, lastTs: ts, cumBefore, pre, refs: [part] };
 }
 
-/** Removes the run touched longest ago (the first with the smallest lastTs), in place. */
-function dropOldestRun(list: Run[]): void {
-  let oldest = 0;
-  for (let i = 1; i < list.length; i++) if ((list[i] as Run).lastTs < (list[oldest] as Run).lastTs) oldest = i;
-  for (let i = oldest + 1; i < list.length; i++) list[i - 1] = list[i] as Run;
-  list.pop(); // the last slot, now a duplicate (pop, not length −= 1: that is a runtime call)
+/** newRun's values written into an existing run (its refs array reused). */
+function restartRun(r: Run, qty: number, side: 'buy' | 'sell', ts: number, cumBefore: number, pre: string, part: string): void {
+  r.q0 = qty;
+  r.lastSide = side;
+  r.count = 1;
+  r.volume = qty;
+  r.startTs = ts;
+  r.lastTs = ts;
+  r.cumBefore = cumBefore;
+  r.pre = pre;
+  // A new array unless it already holds one ref (setting an array's length is a runtime call).
+  if (r.refs.length === 1) r.refs[0] = part;
+  else r.refs = [part];
 }
 
 /** Scratch for a price's bits (PriceIndex's hash). */
@@ -465,13 +472,26 @@ function makeInstance(params: WashTradePublicParams, ruleId: string): DetectorIn
     const pre = refPrefix(s, t);
     const part = refPart(pre, t);
     if (run === undefined) {
-      run = newRun(qty, side, ts, s.cumVol - qty, pre, part);
-      list.push(run);
-      // Drop the run touched longest ago.
-      if (list.length > p.runsPerPrice) dropOldestRun(list);
+      if (list.length < p.runsPerPrice) {
+        run = newRun(qty, side, ts, s.cumVol - qty, pre, part);
+        list.push(run);
+      } else {
+        // Full: the run touched longest ago is dropped (the first with the smallest lastTs, the new run last). When that is an existing run,
+        // its object is reused for the new one, moved to the end (no allocation per print on a busy price).
+        let oldest = 0;
+        for (let i = 1; i < list.length; i++) if ((list[i] as Run).lastTs < (list[oldest] as Run).lastTs) oldest = i;
+        if (ts < (list[oldest] as Run).lastTs) {
+          run = newRun(qty, side, ts, s.cumVol - qty, pre, part); // the oldest itself: dropped at once, list unchanged
+        } else {
+          run = list[oldest] as Run;
+          for (let i = oldest + 1; i < list.length; i++) list[i - 1] = list[i] as Run;
+          list[list.length - 1] = run;
+          restartRun(run, qty, side, ts, s.cumVol - qty, pre, part);
+        }
+      }
     } else if (run.lastSide === side || ts - run.startTs > p.runWindowMs || ts < run.lastTs) {
-      run = newRun(qty, side, ts, s.cumVol - qty, pre, part);
-      list[at] = run;
+      // The run restarts at this print: reset in place (nothing else holds a Run), not a new object per print.
+      restartRun(run, qty, side, ts, s.cumVol - qty, pre, part);
     } else {
       run.count += 1;
       run.volume += qty;

@@ -737,6 +737,23 @@ describe('wash_trade_public', () => {
     expect(isRoundQty(0.5, 1)).toBe(false);
   });
 
+  it('runs: a full price drops the run touched longest ago (the new run last; an older print is dropped at once)', () => {
+    const det = detector(washTradePublicSpec, { runsPerPrice: 2 });
+    const s = det.newState(KEY);
+    const out: FindingDraft[] = [];
+    const sizes = (): number[] => ((det.toJSON(s) as { runs: Array<[string, Array<{ q0: number }>]> }).runs[0]![1]).map((r) => r.q0);
+    det.onEvent(s, mkTrade(T0 + 1000, 100, 1, 'buy', 'a'), out);
+    det.onEvent(s, mkTrade(T0 + 2000, 100, 2, 'buy', 'b'), out);
+    expect(sizes()).toEqual([1, 2]);
+    det.onEvent(s, mkTrade(T0 + 3000, 100, 3, 'buy', 'c'), out); // drops size 1 (oldest), appends 3
+    expect(sizes()).toEqual([2, 3]);
+    det.onEvent(s, mkTrade(T0 + 1500, 100, 4, 'buy', 'd'), out); // same slice, older than every run: dropped itself
+    expect(sizes()).toEqual([2, 3]);
+    det.onEvent(s, mkTrade(T0 + 3000, 100, 5, 'buy', 'e'), out); // drops size 2 (lastTs 2000), appends 5
+    expect(sizes()).toEqual([3, 5]);
+    expect(out).toEqual([]);
+  });
+
   it('runs: same-size prints at one price with alternating sides fire at the oracle print', () => {
     const noise = washNoise(301, 30 * MIN);
     const at = T0 + 20 * MIN;
