@@ -13,7 +13,7 @@ import { mappedReader, type MappedReader } from './mapped-input.ts';
 import type { Mapping } from '../feeds/mapping.ts';
 import { mergeBatchesByTime } from './merge.ts';
 import type { ProgressReporter } from './progress.ts';
-import { NormalizerWarmup, isFrameItem, itemTime, oneByOne, recordTime, timedBatches, type RangeCounts } from './time-range.ts';
+import { NormalizerWarmup, isFrameItem, itemTime, oneByOne, recordTime, timedBatches, type RangeCounts, type ReplayItem } from './time-range.ts';
 
 export type Speed = { mode: 'max' } | { mode: 'paced'; factor: number };
 
@@ -186,6 +186,10 @@ export async function replayFiles(pipeline: ReplayTarget, options: ReplayOptions
       }
       progress?.tick(ingestor.counters, totalBytes > 0 ? bytesRead / totalBytes : undefined);
     }
+    // Done with this batch: empty it (the arrays are ours to change, see readFrameBatches), since the
+    // generators that made it keep it in their saved registers while the next chunk is read and parsed;
+    // the GC would otherwise copy two or three chunks' frames (~8k each) in every young collection.
+    (batch as ReplayItem[]).length = 0;
   }
   await pipeline.drain();
   progress?.done();
