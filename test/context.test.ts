@@ -20,6 +20,7 @@ import { Pipeline } from '../src/pipeline/pipeline.ts';
 import { RunHeaderTransport, startApiSide, transportFor } from '../src/pipeline/roles.ts';
 import { openStore } from '../src/storage/clickhouse.ts';
 import { ContextStore } from '../src/storage/context-query.ts';
+import { ContextRows } from '../src/storage/context-rows.ts';
 import type { ContextEvent, FindingContext, PriceSeries } from '../src/storage/context-types.ts';
 import { ContextWriter, MAX_THINNING_KEYS, QUOTE_THINNING_MS } from '../src/storage/context-writer.ts';
 import { Db } from '../src/storage/db.ts';
@@ -640,12 +641,32 @@ describe('ContextWriter.take', () => {
     return { kept, counts };
   }
 
+  /** The rows inserted, as the bytes of each table, and how many. */
+  interface Inserted {
+    trades: Buffer;
+    quotes: Buffer;
+    transactions: Buffer;
+    rows: number;
+  }
+  const inserted = (batches: readonly ContextRows[]): Inserted => ({
+    trades: Buffer.concat(batches.map((b) => b.trades)),
+    quotes: Buffer.concat(batches.map((b) => b.quotes)),
+    transactions: Buffer.concat(batches.map((b) => b.transactions)),
+    rows: batches.reduce((n, b) => n + b.count, 0),
+  });
+  /** What inserting these events should send: each event encoded once, in order, per table. */
+  const encoded = (events: readonly ContextEvent[]): Inserted => {
+    const rows = new ContextRows();
+    for (const e of events) rows.add(e.runId, e.event);
+    return inserted([rows]);
+  };
+
   async function take(msgs: readonly Msg[], batch: number) {
-    const written: ContextEvent[] = [];
-    const w = new ContextWriter({ insertContext: async (rows) => void written.push(...rows) }, { maxRows: 10_000_000, maxDelayMs: 3_600_000 });
+    const batches: ContextRows[] = [];
+    const w = new ContextWriter({ insertContextRows: async (rows) => void batches.push(rows) }, { maxRows: 10_000_000, maxDelayMs: 3_600_000 });
     for (let i = 0; i < msgs.length; i += batch) w.take(msgs.slice(i, i + batch) as never, 'default-run');
     await w.close();
-    return { written, counts: { ...w.taken } };
+    return { written: inserted(batches), counts: { ...w.taken }, stored: w.counters.written };
   }
 
   const quote = (venue: string, symbol: string, ts: number): Quote => ({ kind: 'quote', venue, symbol, ts, recvTs: ts, bidPx: 1, bidQty: 1, askPx: 2, askQty: 1 });
@@ -665,7 +686,8 @@ describe('ContextWriter.take', () => {
     for (const batch of [1, 7, 10_000]) {
       const got = await take(msgs, batch);
       expect(got.counts).toEqual(want.counts);
-      expect(got.written).toEqual(want.kept);
+      expect(got.written).toEqual(encoded(want.kept));
+      expect(got.stored).toBe(want.kept.length);
     }
     expect(want.counts.quotesThinned).toBeGreaterThan(100);
     expect(new Set(want.kept.map((r) => r.runId))).toEqual(new Set(['r1', 'r2', 'default-run']));
@@ -685,12 +707,47 @@ describe('ContextWriter.take', () => {
     const want = reference(msgs, 'default-run', MAX_THINNING_KEYS);
     const got = await take(msgs, 1000);
     expect(got.counts).toEqual(want.counts);
-    expect(got.written.slice(-3).map((r) => [(r.event as Quote).symbol, r.event.ts])).toEqual([
-      ['NEW-X', 10],
-      ['S0-X', 20],
-      ['S1-X', 150],
-    ]);
-    expect(got.written).toHaveLength(want.kept.length);
+    // The last three quotes stored, at the end of the quotes' bytes.
+    const lastThree = encoded(([['NEW-X', 10], ['S0-X', 20], ['S1-X', 150]] as const).map(([symbol, ts]) => ({ runId: 'r', event: quote('v', symbol, ts) })));
+    expect(got.written.quotes.subarray(got.written.quotes.length - lastThree.quotes.length)).toEqual(lastThree.quotes);
+    expect(got.written).toEqual(encoded(want.kept));
+    expect(got.written.rows).toBe(want.kept.length);
     expect(want.counts.quotesThinned).toBe(2);
+  });
+
+  it('encodes rows as it takes them and stores them in batches of at least maxRows rows, or after maxDelayMs, counting rows', async () => {
+    const batches: ContextRows[] = [];
+    let failNext = false;
+    const w = new ContextWriter(
+      {
+        insertContextRows: async (rows) => {
+          if (failNext) {
+            failNext = false;
+            throw new Error('store down');
+          }
+          batches.push(rows);
+        },
+      },
+      { maxRows: 5, maxDelayMs: 30, retryBaseMs: 5 },
+    );
+    const msgs = trades()
+      .slice(0, 12)
+      .map((t, offset) => ({ value: t, offset }));
+    // Takes of 3 rows: a batch goes out once 5 or more wait (6), nothing waits for a timer meanwhile.
+    for (let i = 0; i < 12; i += 3) expect(w.take(msgs.slice(i, i + 3) as never, 'r')).toBe(3);
+    await w.flush();
+    expect(batches.map((b) => b.count)).toEqual([6, 6]);
+    expect(w.counters).toMatchObject({ written: 12, pending: 0 });
+    // Fewer than maxRows: stored once the first has waited maxDelayMs, without a flush; a failed insert is retried.
+    failNext = true;
+    w.take(msgs.slice(0, 2) as never, 'r');
+    expect(w.counters).toMatchObject({ written: 12, pending: 2 });
+    const t0 = Date.now();
+    while (w.counters.written < 14 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 5));
+    expect(w.counters).toMatchObject({ written: 14, pending: 0, errors: 1 });
+    expect(batches.map((b) => b.count)).toEqual([6, 6, 2]);
+    expect(inserted(batches)).toEqual(encoded([...trades().slice(0, 12), ...trades().slice(0, 2)].map((event) => ({ runId: 'r', event }))));
+    await w.close();
+    expect(() => w.take(msgs.slice(0, 1) as never, 'r')).toThrow(/closed/);
   });
 });

@@ -40,6 +40,7 @@ import {
 } from './rows.ts';
 import { singleReadStatement } from './sql-guard.ts';
 import { ContextStore } from './context-query.ts';
+import type { ContextRows } from './context-rows.ts';
 import type { ContextEvent, ContextWindowOptions, FindingContext, FindingStats, Instrument, PriceQuery, PriceSeries, RunQuery, StatsQuery } from './context-types.ts';
 import { WorkflowStore, type FindingActionRequest, type FindingRef, type NewSnooze, type SnoozeQuery } from './workflow.ts';
 import { SQL_FORMATS, type LabelScoreRecord, type DeadLetter, type DeadLetterQuery, type FindingPage, type FindingQuery, type RuleChange, type RunRecord, type SqlFormat, type Store } from './types.ts';
@@ -190,6 +191,11 @@ class ClickHouseStore implements Store {
   async insertContext(events: readonly ContextEvent[]): Promise<void> {
     this.assertOpen();
     await this.context.insert(events);
+  }
+
+  async insertContextRows(rows: ContextRows): Promise<void> {
+    this.assertOpen();
+    await this.context.insertRows(rows);
   }
 
   async setContextTtl(days: number): Promise<void> {

@@ -31,41 +31,12 @@ import {
   type StatsBy,
   type StatsQuery,
 } from './context-types.ts';
-import { RowBinaryWriter, type RowBinaryTable } from './row-binary.ts';
+import { ContextRows, QUOTES_ROWS, TRADES_ROWS, TRANSACTIONS_ROWS } from './context-rows.ts';
 import { RUN_COLUMNS, rowToRun } from './rows.ts';
 import type { RunRecord } from './types.ts';
 
 const CONTEXT_TABLES = ['trades', 'quotes', 'transactions'] as const;
 
-// The rows ContextStore.insert writes, in the order it encodes them. LowCardinality columns go as
-// String: the same bytes, and chdb reads a plain String from the insert file faster.
-const DT = "DateTime64(3, 'UTC')" as const;
-const TRADES_ROWS: RowBinaryTable = {
-  name: 'trades',
-  columns: [['run_id', 'String'], ['venue', 'String'], ['symbol', 'String'], ['ts', DT], ['trade_id', 'String'], ['price', 'Float64'], ['qty', 'Float64'], ['side', 'String']],
-};
-const QUOTES_ROWS: RowBinaryTable = {
-  name: 'quotes',
-  columns: [['run_id', 'String'], ['venue', 'String'], ['symbol', 'String'], ['ts', DT], ['bid', 'Float64'], ['ask', 'Float64'], ['bid_size', 'Float64'], ['ask_size', 'Float64']],
-};
-const TRANSACTIONS_ROWS: RowBinaryTable = {
-  name: 'transactions',
-  columns: [
-    ['run_id', 'String'],
-    ['source', 'String'],
-    ['tx_id', 'String'],
-    ['ts', DT],
-    ['account', 'String'],
-    ['counterparty', 'String'],
-    ['merchant', 'String'],
-    ['terminal', 'String'],
-    ['amount', 'Float64'],
-    ['currency', 'String'],
-    ['direction', 'String'],
-    ['channel', 'String'],
-    ['country', 'String'],
-  ],
-};
 const num = (v: number | string): number => Number(v);
 const orNull = (s: string): string | null => (s === '' ? null : s);
 
@@ -144,41 +115,19 @@ interface RangeRow {
 export class ContextStore {
   constructor(private readonly db: Db) {}
 
-  /**
-   * Writes trades, quotes and transactions to their tables: one RowBinary insert per kind present, the
-   * rows encoded straight from the events (no object per row). Absent optional transaction fields are
-   * stored as '' (the columns' "absent").
-   */
+  /** Writes trades, quotes and transactions to their tables (see insertRows). */
   async insert(events: readonly ContextEvent[]): Promise<void> {
-    const trades = new RowBinaryWriter();
-    const quotes = new RowBinaryWriter();
-    const txs = new RowBinaryWriter();
-    for (const { runId, event: e } of events) {
-      if (e.kind === 'trade') {
-        trades.string(runId).string(e.venue).string(e.symbol).dateTime64Ms(e.ts).string(e.tradeId).float64(e.price).float64(e.qty).string(e.side);
-      } else if (e.kind === 'quote') {
-        quotes.string(runId).string(e.venue).string(e.symbol).dateTime64Ms(e.ts).float64(e.bidPx).float64(e.askPx).float64(e.bidQty).float64(e.askQty);
-      } else {
-        txs
-          .string(runId)
-          .string(e.source)
-          .string(e.id)
-          .dateTime64Ms(e.ts)
-          .string(e.account)
-          .string(e.counterparty ?? '')
-          .string(e.merchant ?? '')
-          .string(e.terminal ?? '')
-          .float64(e.amount)
-          .string(e.currency)
-          .string(e.direction)
-          .string(e.channel)
-          .string(e.country ?? '');
-      }
-    }
+    const rows = new ContextRows();
+    for (const { runId, event } of events) rows.add(runId, event);
+    await this.insertRows(rows);
+  }
+
+  /** Encoded context rows: one RowBinary insert per table that has rows. */
+  async insertRows(rows: ContextRows): Promise<void> {
     await Promise.all([
-      this.db.insertRowBinary(TRADES_ROWS, trades.bytes()),
-      this.db.insertRowBinary(QUOTES_ROWS, quotes.bytes()),
-      this.db.insertRowBinary(TRANSACTIONS_ROWS, txs.bytes()),
+      this.db.insertRowBinary(TRADES_ROWS, rows.trades),
+      this.db.insertRowBinary(QUOTES_ROWS, rows.quotes),
+      this.db.insertRowBinary(TRANSACTIONS_ROWS, rows.transactions),
     ]);
   }
 

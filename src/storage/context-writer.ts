@@ -1,7 +1,8 @@
 /**
  * Stores the market and transaction context of findings: trades, quotes and transactions off the event
- * topics, batched into ClickHouse (`trades`, `quotes`, `transactions`, migration 7) on the shared
- * BatchWriter, in a consumer group of its own so detection never waits for it (src/pipeline/store-side.ts).
+ * topics, encoded as they are taken (src/storage/context-rows.ts) and batched into ClickHouse (`trades`,
+ * `quotes`, `transactions`, migration 7) on the shared BatchWriter, in a consumer group of its own so
+ * detection never waits for it (src/pipeline/store-side.ts).
  *
  * What is kept:
  * - every trade and every transaction, once: copies of a transaction sent for a view (`view` header,
@@ -15,10 +16,11 @@
  * The thinning state is one number per (run, venue, symbol); past MAX_THINNING_KEYS it starts over
  * (which can keep one extra quote per key in the bucket where that happens).
  */
+import { ERR, VigilError } from '../core/errors.ts';
 import type { Quote, Trade, Transaction } from '../core/events.ts';
 import { STATUS_COPY_HEADER, VIEW_HEADER, type DeliveredMessage } from '../transport/types.ts';
-import { BatchWriter, type BatchWriterOptions } from './batch-writer.ts';
-import type { ContextEvent } from './context-types.ts';
+import { BatchWriter, type BatchWriterOptions, type WriterCounters } from './batch-writer.ts';
+import { ContextRows } from './context-rows.ts';
 import type { Store } from './types.ts';
 
 /** Quotes kept: at most one per venue and symbol per this many ms of event time. */
@@ -48,7 +50,12 @@ export interface ContextCounters {
   dropped: number;
 }
 
-export class ContextWriter extends BatchWriter<ContextEvent> {
+/**
+ * Rows are encoded as they are taken (ContextRows) into the batch being filled, which goes to the store
+ * (through the BatchWriter underneath: in order, retried until stored) once it holds maxRows rows or its
+ * first row has waited maxDelayMs, and on flush() and close(). Counters count rows.
+ */
+export class ContextWriter extends BatchWriter<ContextRows> {
   readonly taken: ContextCounters = { trades: 0, quotes: 0, transactions: 0, quotesThinned: 0, skipped: 0, dropped: 0 };
   /** run → venue → symbol → the 100 ms bucket of the last quote kept (nested: no key string per quote). */
   private readonly lastQuoteBucket = new Map<string, Map<string, Map<string, number>>>();
@@ -58,14 +65,45 @@ export class ContextWriter extends BatchWriter<ContextEvent> {
   private cachedRun: string | undefined;
   private cachedVenue: string | undefined;
   private cachedSymbols: Map<string, number> | undefined;
+  /** The batch being filled, and when it is due. */
+  private filling: ContextRows | undefined;
+  private due: NodeJS.Timeout | undefined;
+  private readonly rowsPerBatch: number;
+  private readonly delayMs: number;
+  private rowsTaken = 0;
+  private readonly done: { rows: number };
+  private closing = false;
 
-  constructor(store: Pick<Store, 'insertContext'>, options?: BatchWriterOptions) {
-    super('context writer', (rows) => store.insertContext(rows), options);
+  constructor(store: Pick<Store, 'insertContextRows'>, options: BatchWriterOptions = {}) {
+    const done = { rows: 0 };
+    // One filled batch per write: the batching happens here, on rows, before encoding.
+    super(
+      'context writer',
+      async (batches) => {
+        for (const b of batches) {
+          await store.insertContextRows(b);
+          done.rows += b.count;
+        }
+      },
+      { ...options, maxRows: 1, maxDelayMs: 0 },
+    );
+    this.done = done;
+    this.rowsPerBatch = options.maxRows ?? 1000;
+    this.delayMs = options.maxDelayMs ?? 250;
+    if (!Number.isInteger(this.rowsPerBatch) || this.rowsPerBatch < 1) throw new RangeError('context writer: maxRows must be a positive integer');
   }
 
-  /** Picks what to store from a batch of event-topic messages and writes it; returns how many rows it wrote. */
+  /** In rows (the writer underneath counts batches). */
+  override get counters(): WriterCounters {
+    const c = super.counters;
+    return { written: this.done.rows, flushes: c.flushes, errors: c.errors, pending: this.rowsTaken - this.done.rows };
+  }
+
+  /** Picks what to store from a batch of event-topic messages and encodes it; returns how many rows it took. */
   take(messages: readonly DeliveredMessage<unknown>[], defaultRunId: string): number {
-    const rows: ContextEvent[] = [];
+    if (this.closing) throw new VigilError(ERR.STORE, 'context writer is closed', 500);
+    const rows = (this.filling ??= new ContextRows());
+    const before = rows.count;
     for (const m of messages) {
       const headers = m.headers;
       if (headers !== undefined && (headers[VIEW_HEADER] !== undefined || headers[STATUS_COPY_HEADER] !== undefined)) {
@@ -77,11 +115,11 @@ export class ContextWriter extends BatchWriter<ContextEvent> {
       switch (event.kind) {
         case 'trade':
           this.taken.trades++;
-          rows.push({ runId, event: event as Trade });
+          rows.addTrade(runId, event as Trade);
           break;
         case 'transaction':
           this.taken.transactions++;
-          rows.push({ runId, event: event as Transaction });
+          rows.addTransaction(runId, event as Transaction);
           break;
         case 'quote': {
           const q = event as Quote;
@@ -103,15 +141,42 @@ export class ContextWriter extends BatchWriter<ContextEvent> {
           }
           symbols.set(q.symbol, bucket);
           this.taken.quotes++;
-          rows.push({ runId, event: q });
+          rows.addQuote(runId, q);
           break;
         }
         default:
           this.taken.skipped++;
       }
     }
-    if (rows.length > 0) this.write(rows);
-    return rows.length;
+    const added = rows.count - before;
+    this.rowsTaken += added;
+    if (rows.count >= this.rowsPerBatch) this.seal();
+    else if (rows.count > 0) this.due ??= setTimeout(() => this.seal(), this.delayMs);
+    return added;
+  }
+
+  /** Resolves when every row taken before the call is stored. */
+  override flush(): Promise<void> {
+    this.seal();
+    return super.flush();
+  }
+
+  override async close(options: { timeoutMs?: number } = {}): Promise<{ kept: number; lost: number }> {
+    this.seal();
+    this.closing = true;
+    const r = await super.close(options);
+    // Batches not stored → rows (no spill file here: nothing is kept).
+    return r.lost > 0 ? { kept: 0, lost: this.rowsTaken - this.done.rows } : r;
+  }
+
+  /** Hands the batch being filled to the writer underneath. */
+  private seal(): void {
+    if (this.due !== undefined) clearTimeout(this.due);
+    this.due = undefined;
+    const rows = this.filling;
+    if (rows === undefined || rows.count === 0) return;
+    this.filling = undefined;
+    this.write([rows]);
   }
 
   /** The thinning state of one run and venue: symbol → bucket of the last quote kept. */

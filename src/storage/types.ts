@@ -6,6 +6,7 @@ import type { Finding, Severity } from '../core/events.ts';
 import type { RuleChange } from '../detectors/rules.ts';
 import type { TxRisk } from '../pipeline/risk-score.ts';
 import type { ApiKeyInfo, NewApiKey } from '../core/api-keys.ts';
+import type { ContextRows } from './context-rows.ts';
 import type { ContextEvent, ContextWindowOptions, FindingContext, FindingStats, Instrument, PriceQuery, PriceSeries, RunQuery, StatsQuery } from './context-types.ts';
 import type { FindingAction, FindingActionRequest, FindingActionResult, FindingRef, FindingWorkflow, NewSnooze, Snooze, SnoozeQuery, WorkflowStatus } from './workflow.ts';
 
@@ -74,6 +75,8 @@ export interface Store {
   getRun(runId: string): Promise<RunRecord | undefined>;
   /** Market and transaction context (src/storage/context-query.ts): trades, quotes, transactions of a run. */
   insertContext(events: readonly ContextEvent[]): Promise<void>;
+  /** The same, already encoded (src/storage/context-rows.ts: what the context writer holds). */
+  insertContextRows(rows: ContextRows): Promise<void>;
   /** Days the context tables keep a row after storing it (VIGIL_CONTEXT_TTL_DAYS; 0: for good). */
   setContextTtl(days: number): Promise<void>;
   /** The finding's instrument's trades and quotes, or its account's transactions, around its window. */
