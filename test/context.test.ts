@@ -512,20 +512,22 @@ describe('context rows go in as RowBinary', () => {
   }
 
   /** Every stored row of a run, each value exactly: strings as bytes (hex), floats as their bits, times as ticks. */
-  async function stored(runId: string): Promise<Record<'trades' | 'quotes' | 'transactions', string[][]>> {
+  /** The rows of a run as readers see them (FINAL: rows sharing a sorting key collapse), or every row stored. */
+  async function stored(runId: string, final = true): Promise<Record<'trades' | 'quotes' | 'transactions', string[][]>> {
+    const f = final ? 'FINAL' : '';
     const rows = async (sql: string) => (await db.rows<Record<string, string>>(sql, { runId })).map((r) => Object.values(r));
     const bits = (c: string) => `toString(reinterpretAsUInt64(${c}))`;
     const ticks = 'toString(toUnixTimestamp64Milli(ts))';
     return {
       trades: await rows(
-        `SELECT hex(venue), hex(symbol), ${ticks}, hex(trade_id), ${bits('price')}, ${bits('qty')}, hex(side) FROM {db}.trades WHERE run_id = {runId:String} ORDER BY ALL`,
+        `SELECT hex(venue), hex(symbol), ${ticks}, hex(trade_id), ${bits('price')}, ${bits('qty')}, hex(side) FROM {db}.trades ${f} WHERE run_id = {runId:String} ORDER BY ALL`,
       ),
       quotes: await rows(
-        `SELECT hex(venue), hex(symbol), ${ticks}, ${bits('bid')}, ${bits('ask')}, ${bits('bid_size')}, ${bits('ask_size')} FROM {db}.quotes WHERE run_id = {runId:String} ORDER BY ALL`,
+        `SELECT hex(venue), hex(symbol), ${ticks}, ${bits('bid')}, ${bits('ask')}, ${bits('bid_size')}, ${bits('ask_size')} FROM {db}.quotes ${f} WHERE run_id = {runId:String} ORDER BY ALL`,
       ),
       transactions: await rows(
         `SELECT hex(source), hex(tx_id), ${ticks}, hex(account), hex(counterparty), hex(merchant), hex(terminal), ${bits('amount')}, hex(currency), hex(direction),
-           hex(channel), hex(country) FROM {db}.transactions WHERE run_id = {runId:String} ORDER BY ALL`,
+           hex(channel), hex(country) FROM {db}.transactions ${f} WHERE run_id = {runId:String} ORDER BY ALL`,
       ),
     };
   }
@@ -574,7 +576,11 @@ describe('context rows go in as RowBinary', () => {
     await new ContextStore(db).insert(rows('rb-binary'));
     const [json, binary] = [await stored('rb-json'), await stored('rb-binary')];
     expect(binary).toEqual(json);
-    // Not vacuous: every row is there (one per sorting key: rows sharing one collapse on insert), odd values included.
+    // Bulk inserts leave collapsing rows that share a sorting key to FINAL (optimize_on_insert = 0): every row is stored.
+    const all = await stored('rb-binary', false);
+    const count = (kind: string) => rows('k').filter((r) => r.event.kind === kind).length;
+    expect([all.trades.length, all.quotes.length, all.transactions.length]).toEqual([count('trade'), count('quote'), count('transaction')]);
+    // Not vacuous: every row is there (one per sorting key: rows sharing one collapse), odd values included.
     const keys = (kind: string, key: (e: never) => unknown[]) => new Set(rows('k').filter((r) => r.event.kind === kind).map((r) => JSON.stringify(key(r.event as never)))).size;
     expect(binary.trades).toHaveLength(keys('trade', (e: Trade) => [e.venue, e.symbol, Math.round(e.ts), e.tradeId]));
     expect(binary.quotes).toHaveLength(keys('quote', (e: Quote) => [e.venue, e.symbol, Math.round(e.ts)]));

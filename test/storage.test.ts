@@ -561,8 +561,8 @@ describe('RowBinary bulk inserts', () => {
         .string('r').string('okx').string('ETH-USDT').dateTime64Ms(T + 2).string('x\ty').float64(2500).float64(1).string('sell');
       const quotes = new RowBinaryWriter().string('r').string('binance').string('BTC-USDT').dateTime64Ms(T + 1).float64(1).float64(3).float64(2).float64(4);
       expect(sent).toEqual({
-        'INSERT INTO `vigil`.trades (run_id, venue, symbol, ts, trade_id, price, qty, side) FORMAT RowBinary': Buffer.from(trades.bytes()).toString('hex'),
-        'INSERT INTO `vigil`.quotes (run_id, venue, symbol, ts, bid, ask, bid_size, ask_size) FORMAT RowBinary': Buffer.from(quotes.bytes()).toString('hex'),
+        'INSERT INTO `vigil`.trades (run_id, venue, symbol, ts, trade_id, price, qty, side) SETTINGS optimize_on_insert = 0 FORMAT RowBinary': Buffer.from(trades.bytes()).toString('hex'),
+        'INSERT INTO `vigil`.quotes (run_id, venue, symbol, ts, bid, ask, bid_size, ask_size) SETTINGS optimize_on_insert = 0 FORMAT RowBinary': Buffer.from(quotes.bytes()).toString('hex'),
       });
     } finally {
       await engine.close();
