@@ -44,11 +44,12 @@ import { fmtInt, fmtPct, type BenchSection } from './table.ts';
 
 const CAPTURE = FEED_CAPTURES.binance![0]!;
 /**
- * Rounds of every stage (VIGIL_BENCH_REPLAY_PASSES), about 1.3 s each. The full replay varies most from pass
- * to pass (chdb's merges and background threads land in whichever pass is running): its best of 7 still
- * moved by ~10% between bench runs, its best of 11 by a few %.
+ * Rounds of every stage (VIGIL_BENCH_REPLAY_PASSES), about 1.2 s each. The full replay varies most from pass
+ * to pass (chdb's merges and background threads, and the GC's, land in whichever pass is running; its
+ * median pass costs ~1.5x its best on this VM): its best of 7 moved by ~10% between bench runs, its best of
+ * 11 still by up to ~8% while the VM was busy; 15 rounds.
  */
-const PASSES = Number(process.env.VIGIL_BENCH_REPLAY_PASSES ?? 11);
+const PASSES = Number(process.env.VIGIL_BENCH_REPLAY_PASSES ?? 15);
 /** The project's target for the full embedded replay, as a share of the JSON.parse ceiling. */
 export const REPLAY_TARGET_RATIO = 0.5;
 /** ClickHouse insert measure: rows, in batches of the store side's default size. */
