@@ -17,7 +17,7 @@ import { backtestSection, type BacktestBench } from './backtest.ts';
 import { detectorsSection, type DetectorBenchRow } from './detectors.ts';
 import { benchFeeds, type FeedBenchRow } from './feeds.ts';
 import { kafkaSection } from './kafka.ts';
-import { replaySection, type ReplayBench } from './replay.ts';
+import { replaySection, SLOW_FILE_CREATE_US, type ReplayBench } from './replay.ts';
 import { scoringSection, type ScoringBenchResult } from './scoring.ts';
 import { fmtInt, fmtMB, fmtMs, fmtPct, printSection, type BenchSection } from './table.ts';
 
@@ -73,6 +73,8 @@ interface Summary {
   /** Each replay stage: frames/s and its share of the JSON.parse ceiling. */
   replayStages: Record<string, { framesPerSec: number; ratio: number }> | null;
   replayTarget: { ratio: number; met: boolean } | null;
+  /** CPU µs per new file before the replay stages (bench/replay.ts probeFileCreation). */
+  replayFileCreateUs: number | null;
   detectorEventsPerSec: { onCapture: number; perRuleMedian: number; perRuleMin: number; slowestRule: string } | null;
   clickhouseInsertRowsPerSec: number | null;
   memoryPer100kKeysBytes: { perRuleMedian: number; perRuleMax: number; largestRule: string } | null;
@@ -104,6 +106,7 @@ function summarize(results: Record<string, unknown>): Summary {
     jsonParseFramesPerSec: replay?.stages[0]?.framesPerSec ?? null,
     replayStages: replay ? Object.fromEntries(replay.stages.map((s) => [s.id, { framesPerSec: s.framesPerSec, ratio: s.ratio }])) : null,
     replayTarget: replay?.target ?? null,
+    replayFileCreateUs: replay?.fileCreateUs ?? null,
     detectorEventsPerSec:
       slowest || onCapture !== undefined
         ? {
@@ -138,6 +141,8 @@ function summarySection(s: Summary, ran: string[], skipped: Record<string, strin
   stage('full_replay', '  full embedded replay, ClickHouse writes (replayFiles → Pipeline → chdb)');
   stage('full_replay_no_context', "    the same without storing findings' market context (--no-context)");
   if (s.replayTarget) rows.push([`  target: full replay >= ${fmtPct(s.replayTarget.ratio)} of the ceiling`, s.replayTarget.met ? 'met' : 'NOT met', '']);
+  const fc = s.replayFileCreateUs;
+  if (fc !== null) rows.push(['  file creation before the replay stages (CPU per new file)', `${fmtInt(fc)} µs${fc > SLOW_FILE_CREATE_US ? ' (slow: see the replay notes)' : ''}`, '']);
   const d = s.detectorEventsPerSec;
   rows.push(['detector events/s: on the capture (rule deliveries)', d && Number.isFinite(d.onCapture) ? fmtInt(d.onCapture) : notRun('replay'), '']);
   rows.push(['detector events/s: per rule, median / slowest', d && d.slowestRule ? `${fmtInt(d.perRuleMedian)} / ${fmtInt(d.perRuleMin)} (${d.slowestRule})` : notRun('detectors'), '']);

@@ -22,7 +22,7 @@
  * into chdb).
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -52,6 +52,13 @@ const CAPTURE = FEED_CAPTURES.binance![0]!;
 const PASSES = Number(process.env.VIGIL_BENCH_REPLAY_PASSES ?? 15);
 /** The project's target for the full embedded replay, as a share of the JSON.parse ceiling. */
 export const REPLAY_TARGET_RATIO = 0.5;
+/** Files the file-creation probe creates (see probeFileCreation). */
+const PROBE_FILES = 200;
+/**
+ * Above this CPU per new file the bench warns: ~20 µs on tmpfs, ~40 µs on this VM's ext4 when quiet,
+ * ~250 µs minutes after a test run deleted thousands of files.
+ */
+export const SLOW_FILE_CREATE_US = 100;
 /** ClickHouse insert measure: rows, in batches of the store side's default size. */
 const INSERT_ROWS = 20_000;
 const INSERT_BATCH = 1_000;
@@ -86,6 +93,8 @@ export interface ReplayBench {
   detectorDeliveries: number;
   clickhouseInsert: { rows: number; batch: number; ms: number; rowsPerSec: number };
   target: { ratio: number; met: boolean };
+  /** CPU µs per new file in the bench's temporary directory, measured before the stages (probeFileCreation). */
+  fileCreateUs: number;
   summary: Pick<ReplaySummary, 'frames' | 'totalEvents' | 'findings' | 'totalFindings' | 'deadLetters' | 'books'>;
 }
 
@@ -203,6 +212,23 @@ class DirectRules {
   }
 }
 
+/**
+ * CPU per new file in `dir`, in µs. Every insert makes chdb write a new part of ~14 files (a full replay
+ * makes ~5 parts), so (e)'s CPU depends on what creating a file costs on this filesystem right now. On
+ * an ext4 without a journal (this VM's), a new inode is picked past every inode deleted in the last
+ * minutes: after a test run removed thousands of files, creating one cost ~250 µs instead of ~40, which
+ * added up to ~20 ms to (e). The probe's files stay until the bench's directory is removed (deleting
+ * them now would make the stages' file creations dearer).
+ */
+function probeFileCreation(dir: string): number {
+  const probe = join(dir, 'fs-probe');
+  mkdirSync(probe);
+  const c = process.cpuUsage();
+  for (let i = 0; i < PROBE_FILES; i++) writeFileSync(join(probe, String(i)), 'x');
+  const used = process.cpuUsage(c);
+  return (used.user + used.system) / PROBE_FILES;
+}
+
 /** A findings row of the replay's, re-keyed `n` times (distinct ids, spread in time). */
 function syntheticFindings(template: Finding, runId: string, n: number): Finding[] {
   const rows: Finding[] = [];
@@ -217,6 +243,7 @@ export async function benchReplay(): Promise<ReplayBench> {
   const dir = mkdtempSync(join(tmpdir(), 'vigil-bench-replay-'));
   let store: Store | undefined;
   try {
+    const fileCreateUs = probeFileCreation(dir);
     const bytes = gunzipSync(readFileSync(CAPTURE));
     const plain = join(dir, 'spot_btcusdt_20240808.txt');
     writeFileSync(plain, bytes);
@@ -323,6 +350,7 @@ export async function benchReplay(): Promise<ReplayBench> {
       detectorDeliveries: direct?.deliveries ?? 0,
       clickhouseInsert: { rows: INSERT_ROWS, batch: INSERT_BATCH, ms: Math.round(insertMs), rowsPerSec: Math.round(INSERT_ROWS / (insertMs / 1000)) },
       target: { ratio: REPLAY_TARGET_RATIO, met: full.ratio >= REPLAY_TARGET_RATIO },
+      fileCreateUs: Math.round(fileCreateUs),
       summary: {
         frames: summary.frames,
         totalEvents: summary.totalEvents,
@@ -352,6 +380,10 @@ export async function replaySection(): Promise<BenchSection> {
       `  detectors: ${fmtInt(r.detectorDeliveries)} rule deliveries per pass, ${fmtInt(r.detectorEventsPerSec)}/s (the time (d) adds to (c)); full replay ${fmtInt(r.fullReplayEventsPerSec)} events/s.`,
       `  ClickHouse (chdb) insert: ${fmtInt(ch.rows)} findings rows in batches of ${fmtInt(ch.batch)}: ${fmtInt(ch.rowsPerSec)} rows/s.`,
       `  target: full replay >= ${fmtPct(r.target.ratio)} of the JSON.parse ceiling: ${r.target.met ? 'met' : 'NOT met'}.`,
+      `  file creation before the stages: ${fmtInt(r.fileCreateUs)} µs CPU per new file (chdb writes ~14 files per part, ~5 parts per full replay).`,
+      ...(r.fileCreateUs > SLOW_FILE_CREATE_US
+        ? [`  WARNING: creating a file is slow right now (over ${SLOW_FILE_CREATE_US} µs; files deleted in the last minutes, e.g. by a test run, on a filesystem without a journal): (e) pays it in every insert; rerun on a quiet machine.`]
+        : []),
     ],
     json: r,
   };
