@@ -249,16 +249,15 @@ export class Ingestor {
       this.lastKind = kind;
       this.lastLane = lane;
     }
-    lane.list.push(message);
-    this.pendingCount++;
+    this.add(lane, message);
     const views = eventViews(ev);
     if (views !== undefined) {
-      for (const v of views) this.queue(lane.topic, { key: v.key, value: ev, headers: { [VIEW_HEADER]: v.view } });
+      for (const v of views) this.add(lane, { key: v.key, value: ev, headers: { [VIEW_HEADER]: v.view } });
     }
     if (ev.kind === 'status') {
       // Status markers also travel with the data they describe, so a rule on trades or quotes sees a
       // disconnect in order with that stream (topics are not ordered with each other).
-      for (const topic of STATUS_COPY_TOPICS) this.queue(topic, { ...message, headers: { [STATUS_COPY_HEADER]: '1' } });
+      for (const topic of STATUS_COPY_TOPICS) this.add(this.lane(topic), { ...message, headers: { [STATUS_COPY_HEADER]: '1' } });
     }
   }
 
@@ -283,8 +282,8 @@ export class Ingestor {
     return lane;
   }
 
-  private queue(topic: string, message: OutgoingMessage<CanonicalEvent>): void {
-    this.lane(topic).list.push(message);
+  private add(lane: Lane, message: OutgoingMessage<CanonicalEvent>): void {
+    lane.list.push(message);
     this.pendingCount++;
   }
 
