@@ -139,6 +139,23 @@ describe('readRecords', () => {
     expect(recs[4]?.type === 'malformed' && recs[4].reason).toMatch(/no JSON after the timestamp/);
   });
 
+  it('takes only digits as the hftbacktest timestamp, in the common 19-digit form and the others', async () => {
+    const lines = [
+      '172316125393708576x {}', // 19 characters, a letter last
+      '1723161253x37085768 {}', // 19, a letter in the ms part
+      '-723161253937085768 {}', // 19, a sign first
+      '0723161253937085x68 {}', // 19 with a leading zero (the other path), a letter
+      '12a4 {}', // short
+      '0723161253937085768 {}', // valid with a leading zero
+      '1234 {}', // valid, short
+    ];
+    const recs = (await readAll(write([...HFT.slice(0, 10), ...lines]))).slice(10); // detection needs good lines first
+    expect(recs.map((r) => r.type)).toEqual(['malformed', 'malformed', 'malformed', 'malformed', 'malformed', 'frame', 'frame']);
+    for (const r of recs.slice(0, 5)) expect(r.type === 'malformed' && r.reason).toMatch(/timestamp is not an integer of nanoseconds/);
+    expect(recs[5]?.type === 'frame' && recs[5].frame.recvTs).toBe(723161253937.085768);
+    expect(recs[6]?.type === 'frame' && recs[6].frame.recvTs).toBe(0.001234);
+  });
+
   it('handles CRLF line ends and a UTF-8 BOM', async () => {
     const recs = await readAll(write(`\uFEFF${HFT.slice(0, 3).join('\r\n')}\r\n`));
     expect(recs).toHaveLength(3);

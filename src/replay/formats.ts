@@ -242,19 +242,40 @@ export function nsToMs(ns: string): number {
  * integers is the nearest double to the decimal. (frac / 1e6 is off by at most 2^-53 of itself, ~1e-16,
  * while the exact value is at least 64 / (1e6 * 2^14) ~ 4e-9 away from any rounding midpoint at this
  * magnitude, whose ulp is 2^-13 .. 2^-9: no midpoint lies between them, so the sum rounds the same.)
+ * That case checks its digits as it goes (one charCodeAt per digit: on a slice of an external string
+ * each costs a few ns, a good part of reading a line) and gives NaN when one is not 0-9; the others
+ * expect digits checked by the caller.
  */
 function nsRangeToMs(text: string, start: number, end: number): number {
   if (end - start === 19 && text.charCodeAt(start) !== 48) {
     let ms = 0;
-    for (let i = start; i < start + 13; i++) ms = ms * 10 + (text.charCodeAt(i) - 48);
     let frac = 0;
-    for (let i = start + 13; i < end; i++) frac = frac * 10 + (text.charCodeAt(i) - 48);
-    return ms + frac / 1e6;
+    let notDigit = 0; // negative once some character is not 0-9
+    for (let i = start; i < start + 13; i++) {
+      const d = text.charCodeAt(i) - 48;
+      notDigit |= d | (9 - d);
+      ms = ms * 10 + d;
+    }
+    for (let i = start + 13; i < end; i++) {
+      const d = text.charCodeAt(i) - 48;
+      notDigit |= d | (9 - d);
+      frac = frac * 10 + d;
+    }
+    return notDigit < 0 ? NaN : ms + frac / 1e6;
   }
   // Otherwise one decimal conversion of "<ms>.<ns fraction>": the nearest double, no BigInt, no 2^53 overflow.
   const ns = lineOf(text, start, end);
   if (ns.length <= 6) return Number(`0.${ns.padStart(6, '0')}`);
   return Number(`${ns.slice(0, ns.length - 6)}.${ns.slice(ns.length - 6)}`);
+}
+
+/** [start, end) of `text` is all ASCII digits. */
+function allDigits(text: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 function hftbacktestParser(path: string): LineParser {
@@ -265,32 +286,10 @@ function hftbacktestParser(path: string): LineParser {
     if (sp >= end) sp = -1;
     const digits = sp < 0 ? -1 : sp - start;
     if (digits < 1 || digits > 20) return malformed(n, expected, lineOf(text, start, end));
-    let recvTs: number;
-    if (digits === 19 && text.charCodeAt(start) !== 48) {
-      // nsRangeToMs's common case fused with the digit check: one charCodeAt per digit (on a slice of
-      // an external string each costs a few ns, a good part of reading a line)
-      let ms = 0;
-      let frac = 0;
-      let notDigit = 0; // negative once some character is not 0-9
-      for (let i = start; i < start + 13; i++) {
-        const d = text.charCodeAt(i) - 48;
-        notDigit |= d | (9 - d);
-        ms = ms * 10 + d;
-      }
-      for (let i = start + 13; i < sp; i++) {
-        const d = text.charCodeAt(i) - 48;
-        notDigit |= d | (9 - d);
-        frac = frac * 10 + d;
-      }
-      if (notDigit < 0) return malformed(n, `${expected}: timestamp is not an integer of nanoseconds`, lineOf(text, start, end));
-      recvTs = ms + frac / 1e6;
-    } else {
-      for (let i = start; i < sp; i++) {
-        const c = text.charCodeAt(i);
-        if (c < 48 || c > 57) return malformed(n, `${expected}: timestamp is not an integer of nanoseconds`, lineOf(text, start, end));
-      }
-      recvTs = nsRangeToMs(text, start, sp);
-    }
+    // nsRangeToMs's common case checks its digits itself (NaN when one is not a digit).
+    const checked = digits === 19 && text.charCodeAt(start) !== 48;
+    const recvTs = checked || allDigits(text, start, sp) ? nsRangeToMs(text, start, sp) : NaN;
+    if (Number.isNaN(recvTs)) return malformed(n, `${expected}: timestamp is not an integer of nanoseconds`, lineOf(text, start, end));
     const c0 = sp + 1 < end ? text.charCodeAt(sp + 1) : -1;
     if (c0 !== 0x7b && c0 !== 0x5b) return malformed(n, `${expected}: no JSON after the timestamp`, lineOf(text, start, end));
     return { recvTs, source: 'binance', data: text.slice(sp + 1, end), origin: originPrefix + n };
